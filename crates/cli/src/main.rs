@@ -1,0 +1,48 @@
+//! `telltale`: the project's command line for people at a terminal.
+//!
+//! - `telltale decode FILE` turns a `candump -L` log into one JSON object per diagnostic request
+//!   and response ([`decode`]).
+//!
+//! The protocol work is all in `telltale-obd`; this crate only reads files and prints.
+
+mod decode;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "telltale", version, about = "Telltale connected-vehicle diagnostics")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Decode the diagnostic traffic in a CAN log (`candump -L` format) to JSON lines.
+    ///
+    /// Each OBD-II / UDS request and response becomes one JSON object on stdout, with at least
+    /// `ts`, `can_id` and `service`, and as they apply `pid`, `name`, `value`, `unit`, `dtcs`,
+    /// `vin`, `nrc`, `error`. Frames that are not diagnostic traffic are skipped; a broken line or
+    /// transfer gives an object with `error` and decoding goes on.
+    Decode {
+        /// The log file; `-` reads standard input.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Decode { file } => decode::run(&file),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("telltale: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
