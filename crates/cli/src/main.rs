@@ -13,7 +13,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "telltale", version, about = "Telltale connected-vehicle diagnostics")]
+#[command(
+    name = "telltale",
+    version,
+    about = "Telltale connected-vehicle diagnostics"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

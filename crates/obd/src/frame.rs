@@ -95,7 +95,11 @@ impl CanFrame {
         }
         let mut buf = [0u8; 8];
         buf[..data.len()].copy_from_slice(data);
-        Ok(CanFrame { id, len: data.len() as u8, data: buf })
+        Ok(CanFrame {
+            id,
+            len: data.len() as u8,
+            data: buf,
+        })
     }
 
     pub fn id(&self) -> CanId {
@@ -125,9 +129,18 @@ mod tests {
     #[test]
     fn ids_are_range_checked() {
         assert_eq!(CanId::standard(0x7E8), Ok(CanId::Standard(0x7E8)));
-        assert_eq!(CanId::standard(0x800), Err(FrameError::StandardIdTooLarge(0x800)));
-        assert_eq!(CanId::extended(0x18DA_F110), Ok(CanId::Extended(0x18DA_F110)));
-        assert_eq!(CanId::extended(0x2000_0000), Err(FrameError::ExtendedIdTooLarge(0x2000_0000)));
+        assert_eq!(
+            CanId::standard(0x800),
+            Err(FrameError::StandardIdTooLarge(0x800))
+        );
+        assert_eq!(
+            CanId::extended(0x18DA_F110),
+            Ok(CanId::Extended(0x18DA_F110))
+        );
+        assert_eq!(
+            CanId::extended(0x2000_0000),
+            Err(FrameError::ExtendedIdTooLarge(0x2000_0000))
+        );
     }
 
     #[test]

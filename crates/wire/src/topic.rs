@@ -32,8 +32,14 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] =
-        [Kind::Telemetry, Kind::Dtc, Kind::Info, Kind::Status, Kind::Cmd, Kind::CmdResult];
+    pub const ALL: [Kind; 6] = [
+        Kind::Telemetry,
+        Kind::Dtc,
+        Kind::Info,
+        Kind::Status,
+        Kind::Cmd,
+        Kind::CmdResult,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -85,8 +91,14 @@ pub enum TopicError {
 /// kept to characters that are safe in all three (no `/`, `+`, `#`).
 pub fn validate_device_id(id: &str) -> Result<(), TopicError> {
     let ok = (1..=64).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok { Ok(()) } else { Err(TopicError::BadDeviceId(id.to_owned())) }
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(TopicError::BadDeviceId(id.to_owned()))
+    }
 }
 
 /// `telltale/v1/{device_id}/{kind}`.
@@ -135,14 +147,23 @@ mod tests {
         assert_eq!(parse("other/v1/d/dtc"), Err(TopicError::WrongPrefix));
         assert_eq!(parse("telltale/v1/d"), Err(TopicError::WrongLevels));
         assert_eq!(parse("telltale/v1/d/dtc/x"), Err(TopicError::WrongLevels));
-        assert_eq!(parse("telltale/v1/d/nope"), Err(TopicError::UnknownKind("nope".into())));
-        assert_eq!(parse("telltale/v1/+/dtc"), Err(TopicError::BadDeviceId("+".into())));
+        assert_eq!(
+            parse("telltale/v1/d/nope"),
+            Err(TopicError::UnknownKind("nope".into()))
+        );
+        assert_eq!(
+            parse("telltale/v1/+/dtc"),
+            Err(TopicError::BadDeviceId("+".into()))
+        );
         assert!(validate_device_id(&"x".repeat(65)).is_err());
     }
 
     #[test]
     fn fleet_filters() {
         assert_eq!(fleet_filter(Kind::Dtc, None), "telltale/v1/+/dtc");
-        assert_eq!(fleet_filter(Kind::Dtc, Some("ingest")), "$share/ingest/telltale/v1/+/dtc");
+        assert_eq!(
+            fleet_filter(Kind::Dtc, Some("ingest")),
+            "$share/ingest/telltale/v1/+/dtc"
+        );
     }
 }

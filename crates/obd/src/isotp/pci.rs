@@ -1,5 +1,5 @@
 //! Protocol control information (PCI): the first byte or bytes of every ISO-TP frame
-//! (ISO 15765-2:2016 clause 9.6, table 9 and following), normal addressing on classic CAN.
+//! (ISO 15765-2 clause 9.6, "N_PCI"), normal addressing on classic CAN.
 //!
 //! The high nibble of byte 0 is the frame type (N_PCItype):
 //!
@@ -10,15 +10,15 @@
 //! | `2` consecutive frame (CF) | 1 | `2N` | `N` = sequence number SN 0..=15; up to 7 bytes follow |
 //! | `3` flow control (FC) | 3 | `3S BS ST` | `S` = flow status, `BS` = block size, `ST` = STmin |
 //!
-//! Flow status (table 17): 0 ContinueToSend, 1 Wait, 2 Overflow; 3..=15 are reserved.
+//! Flow status: 0 ContinueToSend, 1 Wait, 2 Overflow; 3..=15 are reserved.
 //!
-//! STmin (table 20), the minimum gap the sender leaves between consecutive frames:
+//! STmin, the minimum gap the sender leaves between consecutive frames:
 //! `0x00..=0x7F` milliseconds, `0xF1..=0xF9` 100..=900 µs; every other value is reserved,
-//! and a sender receiving one uses the longest gap, `0x7F` = 127 ms (clause 9.6.5.5).
+//! and a sender receiving one uses the longest gap, `0x7F` = 127 ms.
 //!
 //! Escapes that only CAN FD needs are rejected: SF_DL = 0 (the SF length is then in byte 1)
 //! and FF_DL = 0 (a 32-bit length follows, for messages over 4095 bytes). Classic CAN frames
-//! that carry an FF are always 8 bytes long (clause 9.6.3.1).
+//! that carry an FF are always 8 bytes long.
 
 use std::time::Duration;
 
@@ -57,7 +57,7 @@ pub enum Pci {
     },
 }
 
-/// Flow status of a flow control frame (ISO 15765-2 table 17).
+/// Flow status of a flow control frame (ISO 15765-2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FlowStatus {
@@ -69,7 +69,7 @@ pub enum FlowStatus {
     Overflow,
 }
 
-/// Separation time minimum, the raw FC byte (ISO 15765-2 table 20).
+/// Separation time minimum, the raw FC byte (ISO 15765-2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize)]
 pub struct StMin(pub u8);
 
@@ -127,7 +127,7 @@ impl StMin {
             let steps = us.div_ceil(100);
             StMin(0xF0 + u8::try_from(steps).unwrap_or(9))
         } else {
-            let ms = d.as_millis() + u128::from(d.subsec_micros() % 1000 != 0);
+            let ms = d.as_millis() + u128::from(!d.subsec_micros().is_multiple_of(1000));
             StMin(u8::try_from(ms.min(0x7F)).unwrap_or(0x7F))
         }
     }
@@ -426,7 +426,7 @@ mod tests {
         }
     }
 
-    // Table 20 of ISO 15765-2.
+    // The STmin value ranges of ISO 15765-2.
     #[test]
     fn st_min_durations() {
         assert_eq!(StMin(0x00).duration(), Duration::ZERO);
