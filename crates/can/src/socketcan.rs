@@ -79,6 +79,10 @@ fn open_hint(err: &io::Error) -> &'static str {
             "this kernel has no CAN support: CONFIG_CAN is off or the can and can-raw modules are \
              not loaded"
         }
+        Some(libc::ENODEV) if !std::path::Path::new("/proc/net/can").exists() => {
+            "this kernel has no CAN support: CONFIG_CAN is off or the can module is not loaded \
+             (no /proc/net/can)"
+        }
         Some(libc::ENODEV) => {
             "no such interface; for a virtual one: modprobe vcan; ip link add dev vcan0 type \
              vcan; ip link set vcan0 up"
@@ -395,6 +399,9 @@ mod tests {
                     "{text}"
                 );
                 assert!(text.contains('('), "a hint follows: {text}");
+                if !std::path::Path::new("/proc/net/can").exists() {
+                    assert!(text.contains("this kernel has no CAN support"), "{text}");
+                }
             }
             Err(other) => panic!("unexpected error kind: {other}"),
             Ok(_) => eprintln!("vcan0 exists here: nothing to check"),
