@@ -742,6 +742,7 @@ mod tests {
             diag.recv().await.unwrap();
         }
         let took = t0.elapsed();
+        eprintln!("50-frame burst with 60 % background load: {took:?} (13.5 ms on an idle bus)");
         assert!(
             took >= Duration::from_millis(30) && took <= Duration::from_millis(40),
             "{took:?}"
