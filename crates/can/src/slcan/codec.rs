@@ -198,7 +198,7 @@ impl LineBuffer {
         LineBuffer::default()
     }
 
-    /// Feeds bytes in; take what they completed with [`next`](Self::next).
+    /// Feeds bytes in; take what they completed with [`next_token`](Self::next_token).
     pub fn push(&mut self, bytes: &[u8]) {
         for &b in bytes {
             match b {
