@@ -96,7 +96,7 @@ fn open_hint(err: &io::Error) -> &'static str {
 /// Our filters as kernel filters. The kernel compares `received_id & mask == id & mask` on the
 /// whole id word, flags included: putting the EFF flag in both keeps 11- and 29-bit ids apart,
 /// and the RTR flag in the mask keeps remote frames out.
-pub fn kernel_filters(filters: &[Filter]) -> Vec<CanFilter> {
+fn kernel_filters(filters: &[Filter]) -> Vec<CanFilter> {
     filters
         .iter()
         .map(|f| {
