@@ -5,14 +5,25 @@
 //! tokio timers, and one diagnostic client API over every kind of link.
 //!
 //! - [`bus`]: the one interface every CAN link offers ([`bus::CanBus`]: send a frame, subscribe
-//!   through ID filters, errors surfaced), and [`virtual_bus`], an in-process bus for tests,
-//!   the simulator and the demo.
+//!   through ID filters, errors surfaced).
+//! - [`virtual_bus`]: an in-process bus for tests, the simulator and the demo, optionally with
+//!   latency, loss, reordering, a finite bitrate and background load.
+//! - [`socketcan`]: Linux SocketCAN interfaces (`can0`, `vcan0`) with kernel filters and error
+//!   frames reported as faults.
+//! - [`slcan`]: Lawicel/SLCAN serial adapters (CANable, USBtin): the pure ASCII codec, the host
+//!   driver over a serial port, and an emulated adapter for the simulator.
+//! - [`error`]: [`LinkError`], why a link could not be opened or served.
 //!
 //! Each link is driven by one task that owns the socket or port; handles talk to it through
 //! bounded channels, so a slow reader loses frames (and is told how many) instead of growing a
-//! buffer without bound.
+//! buffer without bound. A driver ends, and closes its port, when every handle is dropped.
 
 pub mod bus;
+pub mod error;
+pub mod slcan;
+pub mod socketcan;
 pub mod virtual_bus;
 
 pub use bus::{BusError, CanBus, Filter, Subscription};
+pub use error::LinkError;
+pub use virtual_bus::{BusOptions, VirtualBus};
