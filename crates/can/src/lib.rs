@@ -7,13 +7,23 @@
 //! - [`bus`]: the one interface every CAN link offers ([`bus::CanBus`]: send a frame, subscribe
 //!   through ID filters, errors surfaced), and [`virtual_bus`], an in-process bus for tests,
 //!   the simulator and the demo.
+//! - [`isotp`]: an ISO-TP endpoint on any bus ([`isotp::IsoTpSocket`]).
+//! - [`client`]: the diagnostic client ([`DiagClient`]): functional and physical requests with
+//!   P2/P2* and bounded concurrency, over CAN or through an ELM327 adapter ([`elm327`]).
+//! - [`link`]: picking a link with one setting (`socketcan:can0`, `elm327+tcp:HOST:PORT`,
+//!   `sim:NAME`, ...) and opening a client on it.
 //!
 //! Each link is driven by one task that owns the socket or port; handles talk to it through
 //! bounded channels, so a slow reader loses frames (and is told how many) instead of growing a
 //! buffer without bound.
 
 pub mod bus;
+pub mod client;
+pub mod elm327;
 pub mod isotp;
+pub mod link;
 pub mod virtual_bus;
 
 pub use bus::{BusError, CanBus, Filter, Subscription};
+pub use client::{ClientOptions, DiagClient, DiagError, EcuResponse, Target};
+pub use link::{LinkSpec, open};
