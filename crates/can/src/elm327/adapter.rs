@@ -406,7 +406,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Adapter<S> {
                 | Condition::Stopped
                 | Condition::LowVoltageReset
                 | Condition::Internal(94),
-            ) => self.recover(format!("answered {} to {}", e, cmd.trim())),
+            ) => self.recover(format!(
+                "the adapter answered {} to {}",
+                e.condition()
+                    .map_or_else(|| e.to_string(), |c| c.to_string()),
+                cmd.trim()
+            )),
             Some(c) => Failure::Final(DiagError::AdapterCondition(c)),
             None => self.recover(format!("unreadable reply to {}: {e}", cmd.trim())),
         }
