@@ -70,14 +70,14 @@ pub enum OpenError {
     #[error("cannot open {link}: {reason}")]
     Open { link: String, reason: String },
     /// The link opened but the adapter or vehicle did not come up (ELM327 initialisation).
-    #[error("{link}: {source}")]
-    Diag { link: String, source: DiagError },
+    #[error("{link}: {error}")]
+    Diag { link: String, error: DiagError },
 }
 
 impl OpenError {
     /// True when the link is fine but nothing on the vehicle side answered.
     pub fn is_silence(&self) -> bool {
-        matches!(self, OpenError::Diag { source, .. } if source.is_silence())
+        matches!(self, OpenError::Diag { error, .. } if error.is_silence())
     }
 }
 
@@ -184,9 +184,9 @@ impl fmt::Display for LinkSpec {
 /// Opens the link and returns a client on it. For ELM327 links this initialises the adapter
 /// and finds the vehicle's protocol, so it fails when no vehicle answers.
 pub async fn open(spec: &LinkSpec, opts: &ClientOptions) -> Result<DiagClient, OpenError> {
-    let diag = |source| OpenError::Diag {
+    let diag = |error| OpenError::Diag {
         link: spec.to_string(),
-        source,
+        error,
     };
     match spec {
         LinkSpec::Sim { name } => {

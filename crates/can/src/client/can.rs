@@ -117,7 +117,7 @@ impl CanClient {
             functional_rx: None,
         };
         let mut sock = IsoTpSocket::new(&self.inner.bus, addrs, opts.isotp);
-        let transport = |source| DiagError::Transport { ecu, source };
+        let transport = |error| DiagError::Transport { ecu, error };
         sock.send(&req.encode()).await.map_err(transport)?;
         let mut deadline = TokioInstant::now() + opts.p2;
         let mut pending = false;
@@ -181,7 +181,7 @@ impl CanClient {
             for e in reassembler.handle_timeout(t) {
                 failures.push(DiagError::Transport {
                     ecu: e.id,
-                    source: crate::isotp::IsoTpTransferError::Protocol {
+                    error: crate::isotp::IsoTpTransferError::Protocol {
                         peer: e.id,
                         error: e.error,
                     },
@@ -289,7 +289,7 @@ impl CanClient {
 fn transport_failure(ecu: CanId, error: telltale_obd::isotp::IsoTpError) -> DiagError {
     DiagError::Transport {
         ecu,
-        source: crate::isotp::IsoTpTransferError::Protocol { peer: ecu, error },
+        error: crate::isotp::IsoTpTransferError::Protocol { peer: ecu, error },
     }
 }
 

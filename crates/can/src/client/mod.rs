@@ -66,16 +66,16 @@ pub enum DiagError {
     NoResponse { target: Target, after: Duration },
     #[error("ECU {ecu} said \"response pending\" (NRC 0x78) but sent no answer within {} ms", after.as_millis())]
     PendingTimeout { ecu: CanId, after: Duration },
-    #[error("ECU {ecu}: transport failed: {source}")]
+    #[error("ECU {ecu}: transport failed: {error}")]
     Transport {
         ecu: CanId,
-        source: IsoTpTransferError,
+        error: IsoTpTransferError,
     },
-    #[error("ECU {ecu}: undecodable answer {}: {source}", hex(payload))]
+    #[error("ECU {ecu}: undecodable answer {}: {error}", hex(payload))]
     Decode {
         ecu: CanId,
         payload: Vec<u8>,
-        source: ServiceError,
+        error: ServiceError,
     },
     #[error("ECU {ecu} answered service 0x{got:02X} to a request for service 0x{expected:02X}")]
     WrongService { ecu: CanId, expected: u8, got: u8 },
@@ -237,10 +237,10 @@ pub(crate) fn decode_answer(
     payload: &[u8],
     service: u8,
 ) -> Result<Response, DiagError> {
-    let response = Response::parse(payload).map_err(|source| DiagError::Decode {
+    let response = Response::parse(payload).map_err(|error| DiagError::Decode {
         ecu,
         payload: payload.to_vec(),
-        source,
+        error,
     })?;
     if response.service() != service {
         return Err(DiagError::WrongService {
