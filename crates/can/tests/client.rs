@@ -96,6 +96,20 @@ fn engine(req: &[u8]) -> Vec<Step> {
         [0x09, 0x02] => vin_answer("1G1JC5444R7252367"),
         [0x03] => vec![0x43, 0x01, 0x03, 0x01],
         [0x04] => vec![0x7F, 0x04, 0x22],
+        // Freeze frame 0 stored by P0301, rpm 1726.
+        [0x02, pairs @ ..] => {
+            let mut out = vec![0x42];
+            for pair in pairs.chunks(2) {
+                match pair {
+                    [0x02, 0x00] => out.extend_from_slice(&[0x02, 0x00, 0x03, 0x01]),
+                    [0x0C, 0x00] => out.extend_from_slice(&[0x0C, 0x00, 0x1A, 0xF8]),
+                    _ => {}
+                }
+            }
+            out
+        }
+        // UDS 19 02: P0301 with failure type 00, status 2F.
+        [0x19, 0x02, _] => vec![0x59, 0x02, 0xFF, 0x03, 0x01, 0x00, 0x2F],
         _ => vec![0x7F, req.first().copied().unwrap_or(0), 0x11],
     };
     vec![Step::Send(answer)]
@@ -337,6 +351,28 @@ async fn helpers_batch_pids_and_walk_the_bitmaps() {
     let dtcs = bounded(c.read_dtcs(DtcKind::Stored)).await.unwrap();
     assert_eq!(dtcs[&CanId::Standard(0x7E8)][0].to_string(), "P0301");
     assert!(dtcs[&CanId::Standard(0x7E9)].is_empty());
+
+    let frames = bounded(c.read_freeze_frame(Target::Physical(ch(0)), 0, &[0x02, 0x0C]))
+        .await
+        .unwrap();
+    let frame = &frames[&CanId::Standard(0x7E8)];
+    assert_eq!(
+        frame[0].freeze_frame_trigger().map(|d| d.to_string()),
+        Some("P0301".to_owned())
+    );
+    assert_eq!(frame[1].readings[0].to_string(), "Engine speed: 1726 rpm");
+
+    let records = bounded(c.read_uds_dtcs(ch(0), telltale_obd::uds::DtcStatus(0x08)))
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].dtc.code().to_string(), "P0301");
+    assert!(records[0].status.confirmed_dtc());
+    // The transmission does not speak UDS and stays silent.
+    let err = bounded(c.read_uds_dtcs(ch(1), telltale_obd::uds::DtcStatus(0x08)))
+        .await
+        .unwrap_err();
+    assert!(err.is_silence(), "{err}");
 }
 
 #[tokio::test(start_paused = true)]

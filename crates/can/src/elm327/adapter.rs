@@ -286,15 +286,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Adapter<S> {
     ) -> Result<Reply, Failure> {
         let skip_errors = mode == Mode::SkipUnreadable;
         tracing::trace!(cmd = cmd.trim_end(), "ELM327 <-");
-        self.io
-            .write_all(cmd.as_bytes())
-            .await
-            .map_err(|e| io_failure("writing to the adapter", &e))?;
-        self.io
-            .flush()
-            .await
-            .map_err(|e| io_failure("writing to the adapter", &e))?;
         let deadline = Instant::now() + timeout;
+        let write = async {
+            self.io.write_all(cmd.as_bytes()).await?;
+            self.io.flush().await
+        };
+        match tokio::time::timeout_at(deadline, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(io_failure("writing to the adapter", &e)),
+            Err(_) => {
+                return Err(self.recover(format!(
+                    "the adapter took no input for {} ms",
+                    timeout.as_millis()
+                )));
+            }
+        }
         let opts = ParseOptions {
             command: cmd.to_owned(),
             echo: false,
