@@ -6,6 +6,7 @@
 //! The protocol work is all in `telltale-obd`; this crate only reads files and prints.
 
 mod decode;
+mod scan;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,12 +36,26 @@ enum Command {
         /// The log file; `-` reads standard input.
         file: PathBuf,
     },
+    /// Read a vehicle: VIN and ECUs, live PIDs, trouble codes, freeze frame, clear, watch.
+    ///
+    /// Text for people by default; `--json` for scripts (shapes in `telltale scan --help`).
+    /// Logs (RUST_LOG, default warn) go to stderr.
+    Scan(scan::ScanArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let result = match cli.command {
         Command::Decode { file } => decode::run(&file),
+        Command::Scan(args) => scan::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

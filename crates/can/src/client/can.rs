@@ -1,0 +1,305 @@
+//! The diagnostic client on a CAN bus: ISO-TP done here, with P2/P2* and bounded concurrency.
+//!
+//! Concurrency: a semaphore admits at most `max_in_flight` requests on the link; a physical
+//! request holds its ECU's lock (one request at a time per ECU); a functional request, which
+//! every ECU answers, holds the link exclusively (a read-write lock: physical requests share,
+//! functional ones exclude everything), so answers are never mixed up.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use telltale_obd::isotp::addressing::{self, Channel};
+use telltale_obd::isotp::{Reassembler, ReassemblerEvent, RxEvent, Sender};
+use telltale_obd::service::Request;
+use telltale_obd::{CanFrame, CanId};
+use tokio::sync::{RwLock, Semaphore};
+use tokio::time::Instant as TokioInstant;
+
+use super::{
+    ClientOptions, DiagError, EcuResponse, Target, decode_answer, functional_outcome, is_pending,
+};
+use crate::bus::{BusError, CanBus, Filter};
+use crate::isotp::{IsoTpAddresses, IsoTpSocket};
+
+/// A diagnostic client on one CAN link. Clones share the link and its limits.
+#[derive(Debug, Clone)]
+pub struct CanClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    bus: CanBus,
+    opts: ClientOptions,
+    in_flight: Semaphore,
+    /// Shared by physical requests, exclusive for functional ones.
+    link: RwLock<()>,
+    /// One lock per ECU (by response id).
+    ecus: Mutex<HashMap<CanId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Every OBD response id of one width: `7E8`..`7EF`, or `18DAF1xx`.
+pub fn response_filter(extended: bool) -> Filter {
+    if extended {
+        Filter {
+            id: 0x18DA_F100,
+            mask: 0x1FFF_FF00,
+            extended: true,
+        }
+    } else {
+        Filter {
+            id: 0x7E8,
+            mask: 0x7F8,
+            extended: false,
+        }
+    }
+}
+
+impl CanClient {
+    pub fn new(bus: CanBus, opts: ClientOptions) -> CanClient {
+        let permits = opts.max_in_flight.max(1);
+        CanClient {
+            inner: Arc::new(Inner {
+                bus,
+                in_flight: Semaphore::new(permits),
+                opts,
+                link: RwLock::new(()),
+                ecus: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn options(&self) -> &ClientOptions {
+        &self.inner.opts
+    }
+
+    pub fn bus(&self) -> &CanBus {
+        &self.inner.bus
+    }
+
+    pub async fn request(
+        &self,
+        target: Target,
+        req: &Request,
+    ) -> Result<Vec<EcuResponse>, DiagError> {
+        let _permit = self
+            .inner
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| DiagError::Closed)?;
+        match target {
+            Target::Functional => {
+                let _link = self.inner.link.write().await;
+                self.functional(req).await
+            }
+            Target::Physical(ch) => {
+                let _link = self.inner.link.read().await;
+                let ecu_lock = self.ecu_lock(ch.response);
+                let _ecu = ecu_lock.lock().await;
+                self.physical(ch, req).await.map(|r| vec![r])
+            }
+        }
+    }
+
+    fn ecu_lock(&self, ecu: CanId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.inner.ecus.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(ecu).or_default().clone()
+    }
+
+    async fn physical(&self, ch: Channel, req: &Request) -> Result<EcuResponse, DiagError> {
+        let opts = &self.inner.opts;
+        let ecu = ch.response;
+        let addrs = IsoTpAddresses {
+            tx: ch.request,
+            rx: ch.response,
+            functional_rx: None,
+        };
+        let mut sock = IsoTpSocket::new(&self.inner.bus, addrs, opts.isotp);
+        let transport = |error| DiagError::Transport { ecu, error };
+        sock.send(&req.encode()).await.map_err(transport)?;
+        let mut deadline = TokioInstant::now() + opts.p2;
+        let mut pending = false;
+        loop {
+            let Some(msg) = sock.recv_until(deadline).await.map_err(transport)? else {
+                return Err(if pending {
+                    DiagError::PendingTimeout {
+                        ecu,
+                        after: opts.p2_star,
+                    }
+                } else {
+                    DiagError::NoResponse {
+                        target: Target::Physical(ch),
+                        after: opts.p2,
+                    }
+                });
+            };
+            let response = decode_answer(ecu, &msg.payload, req.service())?;
+            if is_pending(&response) {
+                tracing::debug!(%ecu, "response pending; waiting up to P2*");
+                pending = true;
+                deadline = TokioInstant::now() + opts.p2_star;
+                continue;
+            }
+            return Ok(EcuResponse { ecu, response });
+        }
+    }
+
+    async fn functional(&self, req: &Request) -> Result<Vec<EcuResponse>, DiagError> {
+        let opts = &self.inner.opts;
+        let bus = &self.inner.bus;
+        let payload = req.encode();
+        if payload.len() > 7 {
+            return Err(DiagError::BadRequest(format!(
+                "a functional request must fit one CAN frame (7 bytes), this one has {}",
+                payload.len()
+            )));
+        }
+        let request_id = if opts.extended_ids {
+            addressing::FUNCTIONAL_REQUEST_29BIT
+        } else {
+            addressing::FUNCTIONAL_REQUEST_11BIT
+        };
+        // Subscribe before sending so no early answer is missed.
+        let mut sub = bus.subscribe(&[response_filter(opts.extended_ids)]);
+        let single = Sender::new(opts.isotp, payload, now())
+            .ok()
+            .and_then(|mut s| s.poll_frame(now()))
+            .ok_or_else(|| DiagError::BadRequest("empty request".into()))?;
+        let frame = CanFrame::new(request_id, single.as_slice())
+            .map_err(|e| DiagError::BadRequest(e.to_string()))?;
+        bus.send(frame).await.map_err(DiagError::Link)?;
+
+        let p2_end = now() + opts.p2;
+        let mut reassembler = Reassembler::new(opts.isotp);
+        let mut pending: BTreeMap<CanId, Instant> = BTreeMap::new();
+        let mut answers = Vec::new();
+        let mut failures = Vec::new();
+        loop {
+            let t = now();
+            for e in reassembler.handle_timeout(t) {
+                failures.push(DiagError::Transport {
+                    ecu: e.id,
+                    error: crate::isotp::IsoTpTransferError::Protocol {
+                        peer: e.id,
+                        error: e.error,
+                    },
+                });
+            }
+            pending.retain(|&ecu, &mut until| {
+                let alive = t < until;
+                if !alive {
+                    failures.push(DiagError::PendingTimeout {
+                        ecu,
+                        after: opts.p2_star,
+                    });
+                }
+                alive
+            });
+            let collecting = t < p2_end;
+            let receiving = reassembler.in_progress().next().is_some();
+            if !collecting && !receiving && pending.is_empty() {
+                break;
+            }
+            let deadline = [
+                collecting.then_some(p2_end),
+                reassembler.poll_timeout(),
+                pending.values().min().copied(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let frame = tokio::select! {
+                r = sub.recv() => r,
+                () = sleep_until(deadline) => continue,
+            };
+            let frame = match frame {
+                Ok(f) => f,
+                Err(BusError::Closed) => return Err(DiagError::Link(BusError::Closed)),
+                Err(e) => {
+                    tracing::warn!(cause = %e, "CAN link problem during a functional request");
+                    continue;
+                }
+            };
+            let ecu = frame.id();
+            let event = match reassembler.on_frame(&frame, now()) {
+                Ok(r) => r.event,
+                Err(e) => {
+                    if reassembler.in_progress().all(|id| id != ecu)
+                        && matches!(
+                            e.error,
+                            telltale_obd::isotp::IsoTpError::WrongSequence { .. }
+                        )
+                    {
+                        failures.push(transport_failure(ecu, e.error));
+                    } else {
+                        tracing::debug!(%ecu, cause = %e, "ignored frame");
+                    }
+                    continue;
+                }
+            };
+            let ReassemblerEvent::Rx(event) = event else {
+                continue; // a flow control from an ECU: another tester's transfer
+            };
+            let (_, event) = event.into_parts();
+            match event {
+                RxEvent::Nothing | RxEvent::Restarted { .. } => {}
+                RxEvent::SendFlowControl(fc) => self.flow_control(ecu, fc.as_slice()).await?,
+                RxEvent::Overflow {
+                    flow_control,
+                    len,
+                    max,
+                } => {
+                    self.flow_control(ecu, flow_control.as_slice()).await?;
+                    failures.push(transport_failure(
+                        ecu,
+                        telltale_obd::isotp::IsoTpError::ReceiveOverflow { len, max },
+                    ));
+                }
+                RxEvent::Complete(payload) => match decode_answer(ecu, &payload, req.service()) {
+                    Ok(response) if is_pending(&response) => {
+                        tracing::debug!(%ecu, "response pending; waiting up to P2*");
+                        pending.insert(ecu, now() + opts.p2_star);
+                    }
+                    Ok(response) => {
+                        pending.remove(&ecu);
+                        answers.push(EcuResponse { ecu, response });
+                    }
+                    Err(e) => {
+                        pending.remove(&ecu);
+                        failures.push(e);
+                    }
+                },
+            }
+        }
+        functional_outcome(answers, failures, Target::Functional, opts.p2)
+    }
+
+    /// Sends our flow control for `ecu`'s multi-frame answer on its physical request id.
+    async fn flow_control(&self, ecu: CanId, data: &[u8]) -> Result<(), DiagError> {
+        let Some(to) = addressing::request_id(ecu) else {
+            return Ok(());
+        };
+        let frame = CanFrame::new(to, data).map_err(|e| DiagError::BadRequest(e.to_string()))?;
+        self.inner.bus.send(frame).await.map_err(DiagError::Link)
+    }
+}
+
+fn transport_failure(ecu: CanId, error: telltale_obd::isotp::IsoTpError) -> DiagError {
+    DiagError::Transport {
+        ecu,
+        error: crate::isotp::IsoTpTransferError::Protocol { peer: ecu, error },
+    }
+}
+
+fn now() -> Instant {
+    TokioInstant::now().into_std()
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(TokioInstant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,444 @@
+//! The task side of the ELM327 client: owns the byte stream, runs commands with timeouts,
+//! initialises the adapter and recovers from its resets and refusals.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use telltale_obd::CanId;
+use telltale_obd::elm327::{
+    Condition, Elm327Error, INIT_SEQUENCE, IdWidth, ParseOptions, Reply, ReplyBuffer, parse_reply,
+};
+use telltale_obd::service::Request;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::client::{
+    ClientOptions, DiagError, EcuResponse, Target, decode_answer, functional_outcome, hex,
+    is_pending,
+};
+
+/// The ELM327's own answer timeout by default (`ATST 32`: 50 × 4.096 ms). `NO DATA` means
+/// nothing answered within it.
+const ELM_DEFAULT_TIMEOUT: Duration = Duration::from_millis(205);
+
+/// How long to keep reading and discarding after a failure, so a late reply to the failed
+/// command is not taken for the answer to the next one.
+const DRAIN: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Normal,
+    /// Skip replies that do not parse (a stale `STOPPED` before the answer to `ATZ`).
+    SkipUnreadable,
+    /// Accept data that does not parse with the current id width (before `ATDPN`).
+    Probe,
+}
+
+/// What went wrong with one command, and whether re-initialising may help.
+#[derive(Debug)]
+enum Failure {
+    /// The adapter reset, refused, stopped, garbled or went silent: re-initialise and retry.
+    Recoverable(String),
+    /// Retrying cannot help.
+    Final(DiagError),
+}
+
+pub(super) struct Adapter<S> {
+    io: S,
+    buf: ReplyBuffer,
+    opts: ClientOptions,
+    width: IdWidth,
+    extended: Arc<AtomicBool>,
+    /// The `ATSH` header in force (`None` after a reset: the adapter's default, functional).
+    header: Option<String>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Adapter<S> {
+    pub(super) fn new(io: S, opts: ClientOptions, extended: Arc<AtomicBool>) -> Adapter<S> {
+        Adapter {
+            io,
+            buf: ReplyBuffer::new(),
+            opts,
+            width: IdWidth::Bits11,
+            extended,
+            header: None,
+        }
+    }
+
+    /// Resets and configures the adapter, finds the vehicle's protocol and id width.
+    pub(super) async fn init(&mut self) -> Result<(), DiagError> {
+        self.drain().await?;
+        self.header = None;
+        let protocol = format!("ATSP{}\r", self.opts.elm327.protocol);
+        for cmd in INIT_SEQUENCE {
+            let cmd = if cmd.starts_with("ATSP") {
+                protocol.as_str()
+            } else {
+                cmd
+            };
+            let reset = cmd == "ATZ\r";
+            let timeout = if reset {
+                self.opts.elm327.reset_timeout
+            } else {
+                self.opts.elm327.command_timeout
+            };
+            // After ATZ, a stale `STOPPED` (the reset interrupted a command) may come first:
+            // skip replies until one parses.
+            let reply = self
+                .command(
+                    cmd,
+                    timeout,
+                    if reset {
+                        Mode::SkipUnreadable
+                    } else {
+                        Mode::Normal
+                    },
+                )
+                .await
+                .map_err(|f| init_error(cmd, f))?;
+            match (reset, reply) {
+                (true, _) | (false, Reply::Ok) => {}
+                (false, other) => {
+                    return Err(DiagError::Adapter(format!(
+                        "{} answered {other:?} instead of OK; is this an ELM327?",
+                        cmd.trim_end()
+                    )));
+                }
+            }
+        }
+        // The first OBD request runs the protocol search (ATSP0) and proves a vehicle is there.
+        match self
+            .command("0100\r", self.opts.elm327.command_timeout, Mode::Probe)
+            .await
+        {
+            Ok(_) => {}
+            Err(Failure::Final(e)) => return Err(e),
+            Err(Failure::Recoverable(why)) => {
+                return Err(DiagError::Adapter(format!(
+                    "the first request (0100) failed: {why}"
+                )));
+            }
+        }
+        let dpn = self
+            .command("ATDPN\r", self.opts.elm327.command_timeout, Mode::Normal)
+            .await
+            .map_err(|f| init_error("ATDPN", f))?;
+        let Reply::Text(number) = dpn else {
+            return Err(DiagError::Adapter(format!(
+                "ATDPN answered {dpn:?}, not a protocol number"
+            )));
+        };
+        self.width = IdWidth::from_protocol_number(&number).ok_or_else(|| {
+            DiagError::Adapter(format!(
+                "the vehicle uses protocol {} (ATDPN), which is not ISO 15765-4 CAN; only CAN \
+                 is supported",
+                number.trim()
+            ))
+        })?;
+        self.extended
+            .store(self.width == IdWidth::Bits29, Ordering::Relaxed);
+        tracing::info!(protocol = %number.trim(), width = %self.width, "ELM327 adapter ready");
+        Ok(())
+    }
+
+    /// One request, with one re-initialisation and retry on a recoverable failure.
+    pub(super) async fn request(
+        &mut self,
+        target: Target,
+        req: &Request,
+    ) -> Result<Vec<EcuResponse>, DiagError> {
+        let first = match self.try_request(target, req).await {
+            Ok(r) => return Ok(r),
+            Err(Failure::Final(e)) => return Err(e),
+            Err(Failure::Recoverable(why)) => why,
+        };
+        tracing::warn!(cause = %first, "ELM327 adapter misbehaved; re-initialising and retrying");
+        self.init().await.map_err(|e| {
+            DiagError::Adapter(format!("{first}; then re-initialising failed: {e}"))
+        })?;
+        match self.try_request(target, req).await {
+            Ok(r) => Ok(r),
+            Err(Failure::Final(e)) => Err(e),
+            Err(Failure::Recoverable(why)) => Err(DiagError::Adapter(format!(
+                "{first}; after re-initialising, again: {why}"
+            ))),
+        }
+    }
+
+    async fn try_request(
+        &mut self,
+        target: Target,
+        req: &Request,
+    ) -> Result<Vec<EcuResponse>, Failure> {
+        let payload = req.encode();
+        if payload.len() > 7 {
+            return Err(Failure::Final(DiagError::BadRequest(format!(
+                "an ELM327 sends single frames only (7 bytes); this request has {}",
+                payload.len()
+            ))));
+        }
+        self.set_header(target).await?;
+        let line = format!("{}\r", hex(&payload).replace(' ', ""));
+        let reply = self
+            .command(&line, self.opts.elm327.command_timeout, Mode::Normal)
+            .await?;
+        let messages = match reply {
+            Reply::Messages(m) => m,
+            Reply::NoData => {
+                return Err(Failure::Final(DiagError::NoResponse {
+                    target,
+                    after: ELM_DEFAULT_TIMEOUT,
+                }));
+            }
+            other => {
+                return Err(Failure::Recoverable(format!(
+                    "answered {other:?} to an OBD request"
+                )));
+            }
+        };
+        let fallback = match target {
+            Target::Physical(ch) => ch.response,
+            Target::Functional => CanId::Standard(0x7E8),
+        };
+        let mut answers: Vec<EcuResponse> = Vec::new();
+        let mut failures = Vec::new();
+        let mut pending = Vec::new();
+        for m in messages {
+            let ecu = m.header.unwrap_or(fallback);
+            if let Target::Physical(ch) = target
+                && ecu != ch.response
+            {
+                tracing::debug!(%ecu, "answer from another ECU to a physical request; ignored");
+                continue;
+            }
+            match decode_answer(ecu, &m.payload, req.service()) {
+                Ok(r) if is_pending(&r) => pending.push(ecu),
+                Ok(response) => {
+                    // One answer per ECU: a later one replaces an earlier (after 0x78).
+                    answers.retain(|a| a.ecu != ecu);
+                    answers.push(EcuResponse { ecu, response });
+                }
+                Err(e) => failures.push(e),
+            }
+        }
+        for ecu in pending {
+            if answers.iter().all(|a| a.ecu != ecu) {
+                failures.push(DiagError::PendingTimeout {
+                    ecu,
+                    after: ELM_DEFAULT_TIMEOUT,
+                });
+            }
+        }
+        match target {
+            Target::Functional => {
+                functional_outcome(answers, failures, target, ELM_DEFAULT_TIMEOUT)
+                    .map_err(Failure::Final)
+            }
+            Target::Physical(_) => match (answers.pop(), failures.into_iter().next()) {
+                (Some(a), _) => Ok(vec![a]),
+                (None, Some(e)) => Err(Failure::Final(e)),
+                (None, None) => Err(Failure::Final(DiagError::NoResponse {
+                    target,
+                    after: ELM_DEFAULT_TIMEOUT,
+                })),
+            },
+        }
+    }
+
+    /// `ATSH` for the target, when it is not the header in force.
+    async fn set_header(&mut self, target: Target) -> Result<(), Failure> {
+        let id = match (target, self.width) {
+            (Target::Functional, IdWidth::Bits11) => CanId::Standard(0x7DF),
+            (Target::Functional, IdWidth::Bits29) => CanId::Extended(0x18DB_33F1),
+            (Target::Physical(ch), _) => ch.request,
+        };
+        // 11-bit: three digits. 29-bit: the low three bytes; the priority byte stays the
+        // adapter's default 18 (ATCP), which is what OBD uses.
+        let header = match id {
+            CanId::Standard(raw) => format!("{raw:03X}"),
+            CanId::Extended(raw) => format!("{:06X}", raw & 0x00FF_FFFF),
+        };
+        if self.header.as_deref() == Some(header.as_str()) {
+            return Ok(());
+        }
+        let cmd = format!("ATSH{header}\r");
+        match self
+            .command(&cmd, self.opts.elm327.command_timeout, Mode::Normal)
+            .await?
+        {
+            Reply::Ok => {
+                self.header = Some(header);
+                Ok(())
+            }
+            other => Err(Failure::Recoverable(format!(
+                "ATSH{header} answered {other:?}"
+            ))),
+        }
+    }
+
+    /// Sends `cmd` and parses its reply (see [`Mode`]).
+    async fn command(
+        &mut self,
+        cmd: &str,
+        timeout: Duration,
+        mode: Mode,
+    ) -> Result<Reply, Failure> {
+        let skip_errors = mode == Mode::SkipUnreadable;
+        tracing::trace!(cmd = cmd.trim_end(), "ELM327 <-");
+        let deadline = Instant::now() + timeout;
+        let write = async {
+            self.io.write_all(cmd.as_bytes()).await?;
+            self.io.flush().await
+        };
+        match tokio::time::timeout_at(deadline, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(io_failure("writing to the adapter", &e)),
+            Err(_) => {
+                return Err(self.recover(format!(
+                    "the adapter took no input for {} ms",
+                    timeout.as_millis()
+                )));
+            }
+        }
+        let opts = ParseOptions {
+            command: cmd.to_owned(),
+            echo: false,
+            headers: true,
+            id_width: self.width,
+        };
+        let expects_banner = cmd.eq_ignore_ascii_case("ATZ\r");
+        loop {
+            let text = match self.read_reply(deadline).await? {
+                Some(Ok(text)) => text,
+                Some(Err(e)) if skip_errors => {
+                    tracing::debug!(cause = %e, "skipped unreadable reply");
+                    continue;
+                }
+                Some(Err(e)) => {
+                    return Err(self.recover(format!("unreadable reply to {}: {e}", cmd.trim())));
+                }
+                None => {
+                    return Err(self.recover(format!(
+                        "no answer to {} within {} ms",
+                        cmd.trim(),
+                        timeout.as_millis()
+                    )));
+                }
+            };
+            tracing::trace!(reply = %text.trim(), "ELM327 ->");
+            if !expects_banner && is_banner(&text) {
+                return Err(self.recover(format!(
+                    "the adapter reset itself (printed {:?})",
+                    text.trim()
+                )));
+            }
+            match parse_reply(&text, &opts) {
+                Ok(reply) => return Ok(reply),
+                Err(_) if skip_errors => continue,
+                // The probe runs before the id width is known: any data will do.
+                Err(e) if mode == Mode::Probe && e.condition().is_none() => {
+                    return Ok(Reply::NoData);
+                }
+                Err(e) => return Err(self.classify(cmd, e)),
+            }
+        }
+    }
+
+    /// The next reply, `None` at the deadline.
+    async fn read_reply(
+        &mut self,
+        deadline: Instant,
+    ) -> Result<Option<Result<String, Elm327Error>>, Failure> {
+        let mut chunk = [0u8; 256];
+        let mut queued = Vec::new();
+        loop {
+            if let Some(r) = queued.pop() {
+                return Ok(Some(r));
+            }
+            let n = match tokio::time::timeout_at(deadline, self.io.read(&mut chunk)).await {
+                Err(_) => return Ok(None),
+                Ok(Ok(0)) => {
+                    return Err(Failure::Final(DiagError::Adapter(
+                        "the adapter closed the connection".into(),
+                    )));
+                }
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return Err(io_failure("reading from the adapter", &e)),
+            };
+            let mut replies = self.buf.push(chunk.get(..n).unwrap_or(&[]));
+            if replies.len() > 1 {
+                // More than one prompt in one read: the earlier ones are stale (replies to a
+                // command we gave up on); the last answers ours.
+                tracing::debug!(stale = replies.len() - 1, "dropped stale ELM327 replies");
+            }
+            if let Some(last) = replies.pop() {
+                queued.push(last);
+            }
+        }
+    }
+
+    /// Forgets what we were reading and discards whatever the adapter still sends for a
+    /// short while. Done before (re-)initialising.
+    async fn drain(&mut self) -> Result<(), DiagError> {
+        self.buf.clear();
+        let until = Instant::now() + DRAIN;
+        let mut chunk = [0u8; 256];
+        loop {
+            match tokio::time::timeout_at(until, self.io.read(&mut chunk)).await {
+                Err(_) => return Ok(()),
+                Ok(Ok(0)) => {
+                    return Err(DiagError::Adapter(
+                        "the adapter closed the connection".into(),
+                    ));
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    return Err(DiagError::Adapter(format!("reading from the adapter: {e}")));
+                }
+            }
+        }
+    }
+
+    fn recover(&mut self, why: String) -> Failure {
+        self.buf.clear();
+        Failure::Recoverable(why)
+    }
+
+    fn classify(&mut self, cmd: &str, e: Elm327Error) -> Failure {
+        match e.condition() {
+            Some(
+                Condition::UnknownCommand
+                | Condition::Stopped
+                | Condition::LowVoltageReset
+                | Condition::Internal(94),
+            ) => self.recover(format!(
+                "the adapter answered {} to {}",
+                e.condition()
+                    .map_or_else(|| e.to_string(), |c| c.to_string()),
+                cmd.trim()
+            )),
+            Some(c) => Failure::Final(DiagError::AdapterCondition(c)),
+            None => self.recover(format!("unreadable reply to {}: {e}", cmd.trim())),
+        }
+    }
+}
+
+/// `ELM327 v1.5` (or a clone's variation) printed where no `ATZ` was sent: the adapter reset.
+fn is_banner(text: &str) -> bool {
+    text.to_ascii_uppercase().contains("ELM327 V")
+}
+
+fn io_failure(what: &str, e: &std::io::Error) -> Failure {
+    Failure::Final(DiagError::Adapter(format!("{what}: {e}")))
+}
+
+fn init_error(cmd: &str, f: Failure) -> DiagError {
+    match f {
+        Failure::Final(e) => e,
+        Failure::Recoverable(why) => DiagError::Adapter(format!(
+            "initialisation failed at {}: {why}",
+            cmd.trim_end()
+        )),
+    }
+}

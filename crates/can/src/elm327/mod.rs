@@ -1,0 +1,140 @@
+//! The diagnostic client through an ELM327 adapter (or clone), over a serial port or TCP
+//! (Wi-Fi dongles). The adapter does ISO-TP itself; we speak its line dialogue, and every
+//! byte it prints is parsed by [`telltale_obd::elm327`].
+//!
+//! One task owns the port ([`adapter`]); [`Elm327Client`] handles queue requests to it over a
+//! bounded channel, so requests are strictly one at a time, as the adapter requires.
+//!
+//! Initialisation: [`INIT_SEQUENCE`](telltale_obd::elm327::INIT_SEQUENCE) (`ATZ`, `ATE0`,
+//! `ATL0`, `ATS0`, `ATH1`, `ATSP<protocol>`), a probe `0100` (which runs the protocol search
+//! under `ATSP0`), then `ATDPN` to learn 11- or 29-bit ids. Requests set the header with
+//! `ATSH` (functional `7DF`/`DB33F1`, or the ECU's physical request id) only when it changes.
+//!
+//! Recovery: when the adapter answers `?`, `STOPPED`, `LV RESET`, `ERR94`, prints its reset
+//! banner (`ELM327 v..`) in the middle of the dialogue, garbles a reply or goes silent past
+//! the command timeout, the client re-runs the initialisation and retries the request once;
+//! a second failure is a [`DiagError::Adapter`] saying what happened. A closed port is final.
+//!
+//! What it does not do: non-CAN protocols (J1850, ISO 9141, KWP: the client refuses them at
+//! initialisation), multi-frame requests (the ELM327 cannot send them), monitoring (`ATMA`).
+
+mod adapter;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use telltale_obd::service::Request;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::client::{ClientOptions, DiagError, EcuResponse, Target};
+
+/// Requests queued for the adapter task before `request` waits.
+const QUEUE: usize = 16;
+
+struct Job {
+    target: Target,
+    request: Request,
+    reply: oneshot::Sender<Result<Vec<EcuResponse>, DiagError>>,
+}
+
+/// A handle to an ELM327 adapter. Clones share the adapter; requests run one at a time.
+#[derive(Debug, Clone)]
+pub struct Elm327Client {
+    jobs: mpsc::Sender<Job>,
+    extended: Arc<AtomicBool>,
+    name: Arc<str>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("target", &self.target)
+            .field("request", &self.request)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Elm327Client {
+    /// Initialises the adapter on `stream` (any byte stream: a serial port, a TCP socket, a
+    /// test's in-memory pipe) and starts the task that owns it. Fails when the adapter does
+    /// not initialise, no vehicle answers (`UNABLE TO CONNECT`), or the vehicle's protocol is
+    /// not CAN.
+    pub async fn connect<S>(
+        stream: S,
+        name: &str,
+        opts: &ClientOptions,
+    ) -> Result<Elm327Client, DiagError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let extended = Arc::new(AtomicBool::new(false));
+        let mut adapter = adapter::Adapter::new(stream, opts.clone(), extended.clone());
+        adapter.init().await?;
+        let (jobs, mut rx) = mpsc::channel::<Job>(QUEUE);
+        let task_name = name.to_owned();
+        tokio::spawn(async move {
+            while let Some(job) = rx.recv().await {
+                let result = adapter.request(job.target, &job.request).await;
+                let _ = job.reply.send(result);
+            }
+            tracing::debug!(adapter = %task_name, "ELM327 client closed");
+        });
+        Ok(Elm327Client {
+            jobs,
+            extended,
+            name: name.into(),
+        })
+    }
+
+    /// An adapter on a serial port (`/dev/ttyUSB0`, `/dev/rfcomm0`, a pty) at `baud`
+    /// (38400 for most adapters, 9600 for old ones, 115200 for some clones).
+    pub async fn open_serial(
+        path: &str,
+        baud: u32,
+        opts: &ClientOptions,
+    ) -> Result<Elm327Client, DiagError> {
+        use tokio_serial::SerialPortBuilderExt;
+        let port = tokio_serial::new(path, baud)
+            .timeout(std::time::Duration::from_millis(100))
+            .open_native_async()
+            .map_err(|e| DiagError::Adapter(format!("cannot open serial port {path}: {e}")))?;
+        Elm327Client::connect(port, &format!("elm327:{path}"), opts).await
+    }
+
+    /// An adapter listening on TCP (Wi-Fi dongles: usually `192.168.0.10:35000`).
+    pub async fn open_tcp(addr: &str, opts: &ClientOptions) -> Result<Elm327Client, DiagError> {
+        let connect = tokio::net::TcpStream::connect(addr);
+        let stream = tokio::time::timeout(opts.elm327.reset_timeout, connect)
+            .await
+            .map_err(|_| DiagError::Adapter(format!("connecting to {addr} timed out")))?
+            .map_err(|e| DiagError::Adapter(format!("cannot connect to {addr}: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        Elm327Client::connect(stream, &format!("elm327+tcp:{addr}"), opts).await
+    }
+
+    pub async fn request(
+        &self,
+        target: Target,
+        req: &Request,
+    ) -> Result<Vec<EcuResponse>, DiagError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            target,
+            request: req.clone(),
+            reply,
+        };
+        self.jobs.send(job).await.map_err(|_| DiagError::Closed)?;
+        answer.await.map_err(|_| DiagError::Closed)?
+    }
+
+    /// Whether the vehicle talks 29-bit CAN (as `ATDPN` said).
+    pub fn uses_extended_ids(&self) -> bool {
+        self.extended.load(Ordering::Relaxed)
+    }
+
+    /// `elm327:/dev/ttyUSB0` or `elm327+tcp:HOST:PORT`, for logs.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
