@@ -14,6 +14,9 @@
 //! What this crate does not do: decide what a client asks, or model a real car beyond what
 //! an OBD-II tester can observe.
 
+pub mod ecu;
+pub mod faults;
+pub mod model;
 pub mod scenario;
 pub mod serve;
 pub mod vehicle;
