@@ -13,6 +13,7 @@
 //! buffer without bound.
 
 pub mod bus;
+pub mod isotp;
 pub mod virtual_bus;
 
 pub use bus::{BusError, CanBus, Filter, Subscription};
