@@ -141,6 +141,8 @@ pub struct DtcEntry {
     pass_s: f64,
     /// A service 04 happened since the permanent code was set.
     cleared_since_permanent: bool,
+    /// A once-per-drive test already ran this drive (reset by a clear, so it may run again).
+    ran_once_this_cycle: bool,
 }
 
 impl DtcEntry {
@@ -171,6 +173,7 @@ impl DtcEntry {
             fail_s: 0.0,
             pass_s: 0.0,
             cleared_since_permanent: false,
+            ran_once_this_cycle: false,
         }
     }
 
@@ -208,10 +211,13 @@ impl DtcEntry {
         let phase = model.phase();
         match self.kind.run_point() {
             Some(point) => {
-                if !(prev_phase < point && phase >= point) {
+                let _ = prev_phase;
+                if self.ran_once_this_cycle || phase < point {
                     return None;
                 }
-                once_per_drive(self.kind, model, cause)
+                let verdict = once_per_drive(self.kind, model, cause)?;
+                self.ran_once_this_cycle = true;
+                Some(verdict)
             }
             None => {
                 let enabled = match self.kind {
@@ -310,6 +316,7 @@ impl DtcEntry {
         self.failed_this_cycle = false;
         self.fail_s = 0.0;
         self.pass_s = 0.0;
+        self.ran_once_this_cycle = false;
     }
 
     /// Service 04 / UDS 0x14: everything but the permanent code.
@@ -327,14 +334,24 @@ impl DtcEntry {
         self.occurrences = 0;
         self.fail_s = 0.0;
         self.pass_s = 0.0;
+        self.ran_once_this_cycle = false;
         if self.permanent {
             self.cleared_since_permanent = true;
         }
     }
 }
 
+/// A once-per-drive test: `None` when its enable conditions do not hold now. It fails when
+/// the model shows the fault *and* a fault naming this code is active (the model cannot tell
+/// P0442 from P0455; the scenario says which it is).
 fn once_per_drive(kind: TestKind, model: &Model, cause: bool) -> Option<Verdict> {
-    let verdict = |failed: bool| Some(if failed { Verdict::Failed } else { Verdict::Passed });
+    let verdict = |shows: bool| {
+        Some(if shows && cause {
+            Verdict::Failed
+        } else {
+            Verdict::Passed
+        })
+    };
     match kind {
         TestKind::Catalyst => {
             if model.coolant_c < 70.0 || model.fuel_system != FuelSystem::ClosedLoop {
@@ -420,8 +437,9 @@ impl Readiness {
         }
     }
 
-    /// Completes the monitors whose point in the drive was crossed this step.
-    pub fn step(&mut self, model: &Model, prev_phase: f64) {
+    /// Completes the monitors whose point in the drive has come, once their enable
+    /// conditions (a warm engine for most) hold.
+    pub fn step(&mut self, model: &Model) {
         if !model.engine_running {
             return;
         }
@@ -429,7 +447,7 @@ impl Readiness {
         for &m in &self.supported {
             let (point, needs_warm) = m.completes_at();
             let warm_enough = !needs_warm || model.coolant_c >= 60.0;
-            if prev_phase < point && phase >= point && warm_enough {
+            if phase >= point && warm_enough {
                 if !self.complete_since_clear.contains(&m) {
                     self.complete_since_clear.push(m);
                 }

@@ -309,7 +309,10 @@ impl Model {
         let max_accel = 2.2 * (1.0 - self.speed_kmh / 220.0);
         let max_decel = 2.8;
         let accel = ((want - v) / 2.0).clamp(-max_decel, max_accel);
-        let new_v = (v + accel * dt).max(0.0);
+        let mut new_v = (v + accel * dt).max(0.0);
+        if want == 0.0 && new_v < 0.05 {
+            new_v = 0.0;
+        }
         self.accel = if dt > 0.0 { (new_v - v) / dt } else { 0.0 };
         self.speed_kmh = new_v * 3.6;
         self.odometer_km += new_v * dt / 1000.0;
@@ -394,7 +397,7 @@ impl Model {
             0.0
         };
         let opening = if effects.thermostat_stuck_open {
-            0.35
+            0.5
         } else {
             ((self.coolant_c - THERMOSTAT_OPENS_C) / 10.0).clamp(0.0, 1.0)
         };
@@ -485,7 +488,11 @@ impl Model {
         };
         self.o2_upstream_v = up.clamp(0.0, 1.275);
         self.o2_downstream_v = down.clamp(0.0, 1.275);
-        // Exponentially weighted variance, ~20 s window.
+        // Exponentially weighted variance over ~20 s of closed-loop operation (what the
+        // catalyst monitor looks at).
+        if self.fuel_system != FuelSystem::ClosedLoop {
+            return;
+        }
         let alpha = (dt / 20.0).min(1.0);
         let track = |var: &mut f64, v: f64, centre: f64| {
             *var += alpha * ((v - centre).powi(2) - *var);
@@ -519,8 +526,14 @@ impl Model {
             0.0
         };
         self.misfire_rate += (misfire_target - self.misfire_rate) * (dt / 5.0).min(1.0);
-        let life_target = if effects.hybrid_battery_worn { 22.0 } else { 78.0 };
-        self.hybrid_battery_life += (life_target - self.hybrid_battery_life) * (dt / 300.0).min(1.0);
+        // A worn pack's capacity estimate collapses within a minute of driving once the
+        // controller sees the cell imbalance; a healthy one stays put.
+        let (life_target, tau) = if effects.hybrid_battery_worn {
+            (22.0, 30.0)
+        } else {
+            (78.0, 300.0)
+        };
+        self.hybrid_battery_life += (life_target - self.hybrid_battery_life) * (dt / tau).min(1.0);
     }
 
     /// Warm-up per J1979: the coolant rose at least 22 °C since the engine started and reached
@@ -619,7 +632,8 @@ mod tests {
         for &(rpm, map, _, maf, iat) in &samples {
             let density = 101.0 * 1000.0 / (287.05 * (iat + 273.15));
             let expected = rpm / 120.0 * 2.0 * density * VOLUMETRIC_EFFICIENCY * map / 101.0;
-            assert!((maf - expected).abs() < 1e-9);
+            // IAT moves a hair after the airflow is computed within a step.
+            assert!((maf - expected).abs() < 1e-3 * expected, "{maf} vs {expected}");
         }
         // Idle airflow of a 2-litre engine is a few g/s; the highway needs several times it.
         let idle = samples.iter().find(|s| s.0 < 1000.0).map(|s| s.3);
