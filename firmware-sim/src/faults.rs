@@ -22,7 +22,7 @@
 use telltale_obd::dtc::Dtc;
 use telltale_obd::uds::DtcStatus;
 
-use crate::model::{FuelSystem, Model};
+use crate::model::{ENGINE_START, FuelSystem, Model};
 use crate::scenario::FaultKind;
 
 /// Drives in a row that must pass before the MIL goes off (J1979).
@@ -426,6 +426,8 @@ pub struct Readiness {
     pub supported: Vec<Monitor>,
     complete_since_clear: Vec<Monitor>,
     complete_this_cycle: Vec<Monitor>,
+    /// Engine running time since the drive started or the codes were cleared.
+    running_s: f64,
 }
 
 impl Readiness {
@@ -434,20 +436,25 @@ impl Readiness {
             supported,
             complete_since_clear: Vec::new(),
             complete_this_cycle: Vec::new(),
+            running_s: 0.0,
         }
     }
 
     /// Completes the monitors whose point in the drive has come, once their enable
     /// conditions (a warm engine for most) hold.
-    pub fn step(&mut self, model: &Model) {
+    pub fn step(&mut self, model: &Model, dt: f64) {
         if !model.engine_running {
             return;
         }
+        self.running_s += dt;
         let phase = model.phase();
         for &m in &self.supported {
             let (point, needs_warm) = m.completes_at();
             let warm_enough = !needs_warm || model.coolant_c >= 60.0;
-            if phase >= point && warm_enough {
+            // A monitor needs its share of a drive's running time since the drive started
+            // or the codes were cleared, whichever is later.
+            let ran_long_enough = self.running_s >= (point - ENGINE_START) * model.cycle_s();
+            if phase >= point && warm_enough && ran_long_enough {
                 if !self.complete_since_clear.contains(&m) {
                     self.complete_since_clear.push(m);
                 }
@@ -460,11 +467,13 @@ impl Readiness {
 
     pub fn end_cycle(&mut self) {
         self.complete_this_cycle.clear();
+        self.running_s = 0.0;
     }
 
     pub fn clear(&mut self) {
         self.complete_since_clear.clear();
         self.complete_this_cycle.clear();
+        self.running_s = 0.0;
     }
 
     pub fn complete_since_clear(&self, m: Monitor) -> bool {

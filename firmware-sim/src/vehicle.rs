@@ -225,7 +225,7 @@ impl Vehicle {
                     ecu.since_clear.mil_time_s += dt;
                 }
             }
-            ecu.readiness.step(model);
+            ecu.readiness.step(model, dt);
             for index in 0..ecu.dtcs.len() {
                 let Some(entry) = ecu.dtcs.get_mut(index) else {
                     continue;
