@@ -16,6 +16,7 @@
 
 pub mod ecu;
 pub mod faults;
+pub mod fleet;
 pub mod model;
 pub mod scenario;
 pub mod serve;
