@@ -21,7 +21,11 @@ use telltale_can::CanBus;
 use telltale_can::virtual_bus::VirtualBus;
 
 #[derive(Debug, Parser)]
-#[command(name = "firmware-sim", version, about = "Simulated vehicles for Telltale")]
+#[command(
+    name = "firmware-sim",
+    version,
+    about = "Simulated vehicles for Telltale"
+)]
 struct Cli {
     /// List the built-in scenarios and exit.
     #[arg(long)]

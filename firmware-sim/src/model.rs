@@ -386,7 +386,8 @@ impl Model {
             * air_density_g_per_l
             * VOLUMETRIC_EFFICIENCY
             * (self.map_kpa / baro);
-        self.timing_advance = (6.0 + self.rpm / 250.0 - 0.18 * (self.load - 20.0)).clamp(-10.0, 45.0);
+        self.timing_advance =
+            (6.0 + self.rpm / 250.0 - 0.18 * (self.load - 20.0)).clamp(-10.0, 45.0);
     }
 
     fn step_temperatures(&mut self, dt: f64, effects: &Effects) {
@@ -475,7 +476,11 @@ impl Model {
             FuelSystem::OpenLoopCold => (0.45 + noise, 0.45),
             FuelSystem::OpenLoopDecel => (0.06 + noise, 0.12),
             FuelSystem::ClosedLoop => {
-                let lean = if effects.misfiring_cylinders > 0 { 0.06 } else { 0.0 };
+                let lean = if effects.misfiring_cylinders > 0 {
+                    0.06
+                } else {
+                    0.0
+                };
                 let up = 0.45 - lean + 0.38 * self.o2_phase.sin() + noise;
                 let down = if effects.catalyst_worn {
                     // No oxygen storage: the downstream sensor sees the upstream switching.
@@ -499,7 +504,11 @@ impl Model {
         };
         track(&mut self.o2_upstream_var, self.o2_upstream_v, 0.45);
         let down_centre = if effects.catalyst_worn { 0.45 } else { 0.68 };
-        track(&mut self.o2_downstream_var, self.o2_downstream_v, down_centre);
+        track(
+            &mut self.o2_downstream_var,
+            self.o2_downstream_v,
+            down_centre,
+        );
     }
 
     fn step_misc(&mut self, dt: f64, phase: f64, effects: &Effects) {
@@ -594,7 +603,12 @@ mod tests {
             if m.engine_running && m.speed_kmh > 40.0 {
                 let wheel = Model::wheel_rpm_in_gear(m.speed_kmh, m.gear);
                 if wheel > m.idle_rpm() + 20.0 {
-                    assert!((m.rpm - wheel).abs() < 10.0, "rpm {} wheel {}", m.rpm, wheel);
+                    assert!(
+                        (m.rpm - wheel).abs() < 10.0,
+                        "rpm {} wheel {}",
+                        m.rpm,
+                        wheel
+                    );
                     checked += 1;
                 }
             }
@@ -633,11 +647,18 @@ mod tests {
             let density = 101.0 * 1000.0 / (287.05 * (iat + 273.15));
             let expected = rpm / 120.0 * 2.0 * density * VOLUMETRIC_EFFICIENCY * map / 101.0;
             // IAT moves a hair after the airflow is computed within a step.
-            assert!((maf - expected).abs() < 1e-3 * expected, "{maf} vs {expected}");
+            assert!(
+                (maf - expected).abs() < 1e-3 * expected,
+                "{maf} vs {expected}"
+            );
         }
         // Idle airflow of a 2-litre engine is a few g/s; the highway needs several times it.
         let idle = samples.iter().find(|s| s.0 < 1000.0).map(|s| s.3);
-        let cruise = samples.iter().filter(|s| s.0 > 1800.0).map(|s| s.3).fold(0.0, f64::max);
+        let cruise = samples
+            .iter()
+            .filter(|s| s.0 > 1800.0)
+            .map(|s| s.3)
+            .fold(0.0, f64::max);
         let idle = idle.unwrap_or(0.0);
         assert!((2.0..6.0).contains(&idle), "idle MAF {idle}");
         assert!(cruise > 3.0 * idle, "cruise {cruise} vs idle {idle}");
@@ -654,7 +675,11 @@ mod tests {
     #[test]
     fn coolant_warms_to_the_thermostat_and_a_stuck_thermostat_keeps_it_cold() {
         let healthy = drive(Effects::default(), |_| {});
-        assert!((84.0..96.0).contains(&healthy.coolant_c), "{}", healthy.coolant_c);
+        assert!(
+            (84.0..96.0).contains(&healthy.coolant_c),
+            "{}",
+            healthy.coolant_c
+        );
         let mut warm_at = None;
         drive(Effects::default(), |m| {
             if warm_at.is_none() && m.warmed_up() {
@@ -695,7 +720,11 @@ mod tests {
         assert!(ratio(&healthy) < 0.2, "healthy ratio {}", ratio(&healthy));
         assert!(ratio(&worn) > 0.6, "worn ratio {}", ratio(&worn));
         assert!(healthy.ltft.abs() < 4.0);
-        assert!(misfire.ltft > healthy.ltft + 4.0, "misfire ltft {}", misfire.ltft);
+        assert!(
+            misfire.ltft > healthy.ltft + 4.0,
+            "misfire ltft {}",
+            misfire.ltft
+        );
         assert!(misfire.catalyst_c > healthy.catalyst_c);
     }
 

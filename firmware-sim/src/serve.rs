@@ -33,7 +33,9 @@ pub fn ecu_isotp_config() -> Config {
 /// Locks the shared vehicle; a panic elsewhere while holding it leaves a usable vehicle, so a
 /// poisoned lock is taken over rather than propagated.
 pub fn lock(vehicle: &Mutex<Vehicle>) -> MutexGuard<'_, Vehicle> {
-    vehicle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    vehicle
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A clock for a vehicle: maps tokio time to the vehicle's serving clock, continuing from

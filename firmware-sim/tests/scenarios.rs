@@ -45,7 +45,11 @@ fn mil(v: &mut Vehicle, ecu: &str) -> bool {
 
 /// (pending, stored, permanent) codes of an ECU.
 fn state(v: &mut Vehicle, ecu: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
-    (codes(v, ecu, 0x07), codes(v, ecu, 0x03), codes(v, ecu, 0x0A))
+    (
+        codes(v, ecu, 0x07),
+        codes(v, ecu, 0x03),
+        codes(v, ecu, 0x0A),
+    )
 }
 
 fn s(list: &[&str]) -> Vec<String> {
@@ -80,7 +84,10 @@ fn healthy_car_sets_nothing_and_completes_readiness_in_the_first_drive() {
     assert_ne!(status[3], 0x00, "monitors incomplete at the start");
     at(&mut v, 478.0);
     let status = pid(&mut v, "engine", &[0x01, 0x01])[0].data.clone();
-    assert_eq!(status[3], 0x00, "all monitors complete by the end of drive 1");
+    assert_eq!(
+        status[3], 0x00,
+        "all monitors complete by the end of drive 1"
+    );
     assert_eq!(status[1] & 0x70, 0x00);
     for t in [500.0, 1000.0, 1500.0] {
         at(&mut v, t);
@@ -110,8 +117,18 @@ fn misfire_p0301_pending_confirmed_then_p0300() {
     );
     assert!(mil(&mut v, "engine"));
     // Freeze frame: P0301 with the engine running at that moment.
-    let ff = pid(&mut v, "engine", &[0x02, 0x02, 0x00, 0x0C, 0x00, 0x05, 0x00]);
-    assert_eq!(ff[0].freeze_frame_trigger().map(|d| d.to_string()).as_deref(), Some("P0301"));
+    let ff = pid(
+        &mut v,
+        "engine",
+        &[0x02, 0x02, 0x00, 0x0C, 0x00, 0x05, 0x00],
+    );
+    assert_eq!(
+        ff[0]
+            .freeze_frame_trigger()
+            .map(|d| d.to_string())
+            .as_deref(),
+        Some("P0301")
+    );
     let rpm = u16::from_be_bytes([ff[1].data[0], ff[1].data[1]]) / 4;
     assert!((500..3000).contains(&rpm), "freeze frame rpm {rpm}");
     // P0300 starts at 1100 s (drive 3): pending, then confirmed in drive 4.
@@ -124,7 +141,13 @@ fn misfire_p0301_pending_confirmed_then_p0300() {
     assert_eq!(codes(&mut v, "engine", 0x03), s(&["P0300", "P0301"]));
     // The freeze frame stays with the first misfire code.
     let ff = pid(&mut v, "engine", &[0x02, 0x02, 0x00]);
-    assert_eq!(ff[0].freeze_frame_trigger().map(|d| d.to_string()).as_deref(), Some("P0301"));
+    assert_eq!(
+        ff[0]
+            .freeze_frame_trigger()
+            .map(|d| d.to_string())
+            .as_deref(),
+        Some("P0301")
+    );
     // Misfire shows in the data: lean-corrected long-term trim.
     let ltft = pid(&mut v, "engine", &[0x01, 0x07])[0].data[0];
     assert!(ltft > 0x80 + 8, "LTFT byte {ltft:#x}");
@@ -225,7 +248,10 @@ fn clearing_resets_codes_and_readiness_but_not_permanent_and_the_code_comes_back
     assert_eq!(state(&mut v, "engine"), (vec![], vec![], s(&["P0301"])));
     assert!(!mil(&mut v, "engine"));
     let status = pid(&mut v, "engine", &[0x01, 0x01])[0].data.clone();
-    assert_eq!(status[2], 0b1110_0101, "supported: catalyst, EVAP, O2, heater, EGR");
+    assert_eq!(
+        status[2], 0b1110_0101,
+        "supported: catalyst, EVAP, O2, heater, EGR"
+    );
     assert_eq!(status[3], status[2], "every monitor incomplete after clear");
     let since = pid(&mut v, "engine", &[0x01, 0x31, 0x30]);
     assert_eq!(since[0].data, vec![0, 0], "distance since clear");

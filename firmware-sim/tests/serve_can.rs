@@ -69,7 +69,13 @@ impl Tester {
     }
 }
 
-fn start(scenario: &str) -> (VirtualBus, Arc<Mutex<Vehicle>>, tokio::sync::oneshot::Sender<()>) {
+fn start(
+    scenario: &str,
+) -> (
+    VirtualBus,
+    Arc<Mutex<Vehicle>>,
+    tokio::sync::oneshot::Sender<()>,
+) {
     let bus = VirtualBus::new("sim-test");
     let vehicle = Arc::new(Mutex::new(Vehicle::from_scenario(
         &load_scenario(scenario).expect("scenario"),
@@ -98,7 +104,10 @@ async fn vin_is_a_multi_frame_answer_within_p2() {
     let mut tcm = Tester::new(&bus, CanId::Standard(0x7E1), CanId::Standard(0x7E9));
     assert_eq!(tcm.ask(&[0x09, 0x02]).await.0, vec![0x7F, 0x09, 0x31]);
     // Unknown service and bad length.
-    assert_eq!(engine.ask(&[0x22, 0xF1, 0x90]).await.0, vec![0x7F, 0x22, 0x11]);
+    assert_eq!(
+        engine.ask(&[0x22, 0xF1, 0x90]).await.0,
+        vec![0x7F, 0x22, 0x11]
+    );
     assert_eq!(
         engine.ask(&[0x01, 1, 2, 3, 4, 5, 6, 7]).await.0,
         vec![0x7F, 0x01, 0x13]
@@ -118,7 +127,13 @@ async fn dtcs_freeze_frame_and_clearing_after_the_scenario_time() {
     let Response::FreezeFrame(ff) = engine.parsed(&[0x02, 0x02, 0x00, 0x0D, 0x00]).await else {
         panic!("not a freeze frame");
     };
-    assert_eq!(ff[0].freeze_frame_trigger().map(|d| d.to_string()).as_deref(), Some("P0301"));
+    assert_eq!(
+        ff[0]
+            .freeze_frame_trigger()
+            .map(|d| d.to_string())
+            .as_deref(),
+        Some("P0301")
+    );
     assert_eq!(ff[1].pid, 0x0D);
     // Multi-PID request: six PIDs, one answer.
     let Response::CurrentData(live) = engine
@@ -141,7 +156,9 @@ async fn dtcs_freeze_frame_and_clearing_after_the_scenario_time() {
     };
     assert_eq!(list.dtcs.len(), 1);
     assert_eq!(list.dtcs[0].dtc.to_string(), "P0301-00");
-    assert!(list.dtcs[0].status.confirmed_dtc() && list.dtcs[0].status.warning_indicator_requested());
+    assert!(
+        list.dtcs[0].status.confirmed_dtc() && list.dtcs[0].status.warning_indicator_requested()
+    );
     let (payload, _) = engine.ask(&[0x19, 0x04, 0x03, 0x01, 0x00, 0xFF]).await;
     assert_eq!(&payload[..6], &[0x59, 0x04, 0x03, 0x01, 0x00, payload[5]]);
     assert_eq!(payload[6], 0x01, "snapshot record 1");
@@ -153,12 +170,19 @@ async fn dtcs_freeze_frame_and_clearing_after_the_scenario_time() {
     let second = engine.socket.recv().await.expect("cleared");
     assert_eq!(second.payload, vec![0x44]);
     assert_eq!(engine.codes(0x03).await, Vec::<String>::new());
-    assert_eq!(engine.codes(0x0A).await, vec!["P0301"], "permanent survives");
+    assert_eq!(
+        engine.codes(0x0A).await,
+        vec!["P0301"],
+        "permanent survives"
+    );
     let Response::CurrentData(status) = engine.parsed(&[0x01, 0x01]).await else {
         panic!("no status");
     };
     assert_eq!(status[0].data[0], 0x00, "MIL off, no codes");
-    assert_eq!(status[0].data[3], status[0].data[2], "readiness reset: all incomplete");
+    assert_eq!(
+        status[0].data[3], status[0].data[2],
+        "readiness reset: all incomplete"
+    );
     // The misfire is still there: pending again after a few seconds of driving.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(engine.codes(0x07).await, vec!["P0301"]);
@@ -206,7 +230,10 @@ async fn the_29_bit_ecu_answers_uds_and_obd() {
     assert_eq!(hybrid.codes(0x03).await, vec!["P0A80"]);
     let (payload, took) = hybrid.ask(&[0x19, 0x01, 0x08]).await;
     assert_eq!(payload, vec![0x59, 0x01, 0xFF, 0x00, 0x00, 0x01]);
-    assert!(took >= Duration::from_millis(15), "29-bit ECU is the slow one: {took:?}");
+    assert!(
+        took >= Duration::from_millis(15),
+        "29-bit ECU is the slow one: {took:?}"
+    );
     let (payload, _) = hybrid.ask(&[0x09, 0x0A]).await;
     assert_eq!(&payload[3..8], b"HPCM-");
     let (payload, _) = hybrid.ask(&[0x14, 0xFF, 0xFF, 0xFF]).await;
