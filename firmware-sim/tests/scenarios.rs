@@ -266,3 +266,156 @@ fn clearing_resets_codes_and_readiness_but_not_permanent_and_the_code_comes_back
     let km = pid(&mut v, "engine", &[0x01, 0x31])[0].data[1];
     assert!(km > 0);
 }
+
+/// Writes `text` to a scenario file of its own and loads it.
+fn load_text(name: &str, text: &str) -> Result<firmware_sim::Scenario, String> {
+    let dir = std::env::temp_dir().join(format!("firmware-sim-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).expect("write scenario");
+    load_scenario(path.to_str().expect("utf-8 path")).map_err(|e| e.to_string())
+}
+
+const GOOD: &str = r#"
+name = "custom"
+description = "a custom scenario"
+[vehicle]
+vin = "2HGFC2F58JH512345"
+make = "Honda"
+model = "Civic"
+year = 2018
+[[fault]]
+kind = "catalyst"
+ecu = "engine"
+dtcs = ["P0420"]
+start_s = 0
+"#;
+
+#[test]
+fn a_scenario_file_by_path_loads() {
+    let s = load_text("good", GOOD).expect("loads");
+    assert_eq!(s.faults.len(), 1);
+    assert_eq!(s.time_scale, 40.0);
+}
+
+#[test]
+fn bad_scenario_files_name_the_file_the_key_and_the_problem() {
+    let cases: &[(&str, String, &[&str])] = &[
+        (
+            "unknown-key",
+            GOOD.replace("year = 2018", "year = 2018\ncolour = \"red\""),
+            &["unknown-key.toml", "colour"],
+        ),
+        (
+            "check-digit",
+            GOOD.replace("2HGFC2F58JH512345", "2HGFC2F50JH512345"),
+            &["check-digit.toml", "vehicle.vin", "check digit"],
+        ),
+        (
+            "bad-dtc",
+            GOOD.replace("P0420", "Q0420"),
+            &["bad-dtc.toml", "fault[0].dtcs[0]", "Q0420"],
+        ),
+        (
+            "bad-kind",
+            GOOD.replace("\"catalyst\"", "\"flat_tyre\""),
+            &["bad-kind.toml", "flat_tyre"],
+        ),
+        (
+            "bad-time",
+            GOOD.replace("start_s = 0", "start_s = 50\nend_s = 10"),
+            &["bad-time.toml", "fault[0].end_s", "start_s = 50"],
+        ),
+        (
+            "bad-scale",
+            GOOD.replace("name = \"custom\"", "name = \"custom\"\ntime_scale = -1"),
+            &["bad-scale.toml", "time_scale"],
+        ),
+        (
+            "bad-cvn",
+            format!(
+                "{GOOD}\n[ecus.engine]\nacronym = \"ECM\"\nname = \"Engine\"\n\
+                 calibration_ids = [\"ABC\"]\ncvns = [\"XYZ\"]\n"
+            ),
+            &["bad-cvn.toml", "ecus.engine.cvns[0]", "hexadecimal"],
+        ),
+        ("syntax", "name = \"x".to_owned(), &["syntax.toml"]),
+    ];
+    for (name, text, wanted) in cases {
+        let err = load_text(name, text).expect_err(name);
+        for w in *wanted {
+            assert!(err.contains(w), "{name}: {err:?} lacks {w:?}");
+        }
+    }
+    let err = load_scenario("no-such-scenario")
+        .expect_err("unknown")
+        .to_string();
+    assert!(
+        err.contains("no-such-scenario") && err.contains("misfire"),
+        "{err}"
+    );
+}
+
+#[test]
+fn garbage_requests_get_errors_not_panics() {
+    let mut v = vehicle("hybrid");
+    at(&mut v, 100.0);
+    let requests: &[&[u8]] = &[
+        &[],
+        &[0x01],
+        &[0x02, 0x0C],
+        &[0x03, 0x00],
+        &[0x09],
+        &[0x09, 0x02, 0x04],
+        &[0x19],
+        &[0x19, 0x04, 0x01],
+        &[0x19, 0x06, 0xFF, 0xFF, 0xFF, 0x01],
+        &[0x14, 0x01],
+        &[0x14, 0x12, 0x34, 0x56],
+        &[0xFF; 64],
+    ];
+    for ecu in 0..v.ecus().len() {
+        for r in requests {
+            let physical = v.handle(ecu, r, false);
+            assert_eq!(physical.len(), 1, "{r:02X?}: {physical:?}");
+            assert_eq!(physical[0].payload[0], 0x7F, "{r:02X?}");
+            assert!(v.handle(ecu, r, true).is_empty(), "functional {r:02X?}");
+        }
+    }
+    // Every byte value as a one-PID request: answers parse, or a clean NRC.
+    for p in 0..=255u8 {
+        for r in v.handle(0, &[0x01, p], false) {
+            if r.payload[0] != 0x7F {
+                Response::parse(&r.payload).unwrap_or_else(|e| panic!("PID {p:02X}: {e}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn supported_pid_bitmaps_match_what_each_ecu_answers() {
+    let mut v = vehicle("hybrid");
+    at(&mut v, 200.0);
+    for ecu in 0..v.ecus().len() {
+        let mut supported = telltale_obd::pid::SupportedPids::new();
+        let mut base = 0x00u8;
+        loop {
+            let replies = v.handle(ecu, &[0x01, base], false);
+            let payload = &replies[0].payload;
+            assert_eq!(&payload[..2], &[0x41, base]);
+            let bitmap = [payload[2], payload[3], payload[4], payload[5]];
+            supported.add_bitmap(base, bitmap).expect("bitmap");
+            match supported.next_bitmap_pid(base) {
+                Some(next) => base = next,
+                None => break,
+            }
+        }
+        for p in 1..=255u8 {
+            if telltale_obd::pid::is_bitmap_pid(p) {
+                continue;
+            }
+            let answered = v.handle(ecu, &[0x01, p], false)[0].payload[0] == 0x41;
+            assert_eq!(answered, supported.contains(p), "ECU {ecu} PID {p:02X}");
+        }
+    }
+}

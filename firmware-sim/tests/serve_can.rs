@@ -240,3 +240,42 @@ async fn the_29_bit_ecu_answers_uds_and_obd() {
     assert_eq!(payload, vec![0x54]);
     assert_eq!(hybrid.codes(0x03).await, Vec::<String>::new());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_fleet_serves_distinct_vehicles_on_their_own_buses() {
+    let base = load_scenario("misfire").expect("scenario");
+    let fleet = firmware_sim::fleet::build_fleet(&base, 20, true);
+    let buses: Vec<VirtualBus> = (0..fleet.len())
+        .map(|i| VirtualBus::new(&format!("fleet-{i}")))
+        .collect();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = fleet
+        .iter()
+        .cloned()
+        .zip(buses.iter().map(VirtualBus::node))
+        .collect();
+    let server = tokio::spawn(firmware_sim::fleet::serve_fleet(served, async move {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut vins = Vec::new();
+    let mut pending = 0;
+    for bus in &buses {
+        let mut engine = Tester::engine(bus);
+        let (payload, _) = engine.ask(&[0x09, 0x02]).await;
+        vins.push(payload[3..].to_vec());
+        if !engine.codes(0x07).await.is_empty() {
+            pending += 1;
+        }
+    }
+    vins.sort();
+    vins.dedup();
+    assert_eq!(vins.len(), 20);
+    // Staggered: the vehicles that started past the misfire onset already have it pending.
+    assert!((5..20).contains(&pending), "{pending} of 20 pending");
+    let _ = stop.send(());
+    timeout(Duration::from_secs(1), server)
+        .await
+        .expect("fleet stops at shutdown")
+        .expect("no panic");
+}
