@@ -123,7 +123,11 @@ struct Target {
 #[derive(Debug, Clone)]
 pub struct Model {
     params: DriveParams,
+    /// Sensor noise and roughness: drawn every step.
     rng: Rng,
+    /// Drive plans: drawn once per drive, so drives do not depend on how finely the caller
+    /// steps the model.
+    plan_rng: Rng,
     plan: Vec<Target>,
     /// Vehicle seconds since the scenario started.
     pub t: f64,
@@ -183,13 +187,15 @@ pub struct Model {
 
 impl Model {
     pub fn new(params: &DriveParams, seed: u64) -> Model {
-        let mut rng = Rng::new(seed);
-        let learned_trim = rng.range(-1.5, 3.0);
-        let plan = plan_drive(&mut rng);
+        let mut plan_rng = Rng::new(seed);
+        let learned_trim = plan_rng.range(-1.5, 3.0);
+        let plan = plan_drive(&mut plan_rng);
+        let rng = Rng::new(seed.rotate_left(17) ^ 0xA5A5);
         let ambient = params.ambient_c;
         Model {
             params: params.clone(),
             rng,
+            plan_rng,
             plan,
             t: 0.0,
             cycle: 0,
@@ -286,7 +292,7 @@ impl Model {
         self.iat_c = ambient + (self.iat_c - ambient) * keep;
         self.cycle += 1;
         self.phase_s = 0.0;
-        self.plan = plan_drive(&mut self.rng);
+        self.plan = plan_drive(&mut self.plan_rng);
     }
 
     /// The target speed of the plan at `phase`.

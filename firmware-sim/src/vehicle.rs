@@ -298,3 +298,50 @@ fn entry_dtc(ecu: &Ecu, index: usize) -> String {
         .get(index)
         .map_or_else(String::new, |e| e.dtc.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vehicle_is_send_and_ecus_are_addressed_per_iso_15765_4() {
+        fn send<T: Send + 'static>() {}
+        send::<Vehicle>();
+        let v = Vehicle::from_scenario(&crate::load_scenario("healthy").expect("scenario"));
+        let ids: Vec<(u32, u32, u32)> = v
+            .ecus()
+            .iter()
+            .map(|e| {
+                (
+                    e.request_id.raw(),
+                    e.response_id.raw(),
+                    e.functional_id.raw(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            vec![
+                (0x7E0, 0x7E8, 0x7DF),
+                (0x7E1, 0x7E9, 0x7DF),
+                (0x18DA_17F1, 0x18DA_F117, 0x18DB_33F1)
+            ]
+        );
+        assert!(v.ecus()[2].request_id.is_extended());
+    }
+
+    #[test]
+    fn advancing_in_small_or_large_steps_gives_the_same_car() {
+        let s = crate::load_scenario("misfire").expect("scenario");
+        let mut a = Vehicle::from_scenario(&s);
+        let mut b = Vehicle::from_scenario(&s);
+        a.advance_to(Duration::from_secs(20));
+        for ms in (0..=20_000).step_by(37) {
+            b.advance_to(Duration::from_millis(ms));
+        }
+        b.advance_to(Duration::from_secs(20));
+        assert!((a.model().t - b.model().t).abs() < 1e-6);
+        assert!((a.model().odometer_km - b.model().odometer_km).abs() < 0.05);
+        assert_eq!(a.model().cycle, b.model().cycle);
+    }
+}
