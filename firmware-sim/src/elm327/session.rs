@@ -70,6 +70,10 @@ pub trait Ecus {
     fn ecus(&self) -> &[EcuInfo];
     /// ECU `ecu`'s replies to one request, each with its delay after the request.
     fn handle(&mut self, ecu: usize, request: &[u8], functional: bool) -> Vec<Reply>;
+    /// Moves the vehicle's clock to `t` since serving started (see [`Vehicle::advance_to`]).
+    fn advance_to(&mut self, t: Duration) {
+        let _ = t;
+    }
 }
 
 impl Ecus for Vehicle {
@@ -79,6 +83,10 @@ impl Ecus for Vehicle {
 
     fn handle(&mut self, ecu: usize, request: &[u8], functional: bool) -> Vec<Reply> {
         Vehicle::handle(self, ecu, request, functional)
+    }
+
+    fn advance_to(&mut self, t: Duration) {
+        Vehicle::advance_to(self, t);
     }
 }
 
@@ -270,10 +278,9 @@ impl Elm327 {
     }
 
     fn run(&mut self, command: Command, ecus: &mut impl Ecus, out: &mut Printer) {
-        let eol = self.eol();
         let s = &mut self.settings;
         match command {
-            Command::Repeat | Command::Unknown => out.line("?", eol),
+            Command::Repeat | Command::Unknown => out.line("?"),
             Command::Reset | Command::WarmStart => {
                 let time = if command == Command::Reset {
                     RESET_TIME
@@ -284,52 +291,51 @@ impl Elm327 {
                 self.settings = Settings::defaults(protocol, auto);
                 self.active = None;
                 self.last = None;
-                let eol = self.eol();
                 out.at(time);
-                out.text(eol);
-                out.text(eol);
-                out.line(VERSION, eol);
+                out.line("");
+                out.line("");
+                out.line(VERSION);
             }
             Command::Defaults => {
                 let (protocol, auto) = self.stored;
                 self.settings = Settings::defaults(protocol, auto);
                 self.active = None;
-                out.line("OK", eol);
+                out.line("OK");
             }
-            Command::Identify => out.line(VERSION, eol),
-            Command::Description => out.line(DESCRIPTION, eol),
-            Command::Identifier => out.line("?", eol),
+            Command::Identify => out.line(VERSION),
+            Command::Description => out.line(DESCRIPTION),
+            Command::Identifier => out.line("?"),
             Command::ReadVoltage => {
                 let volts = read_voltage(ecus).unwrap_or(DEFAULT_VOLTAGE);
-                out.line(&format!("{volts:.1}V"), eol);
+                out.line(&format!("{volts:.1}V"));
             }
-            Command::Ignition => out.line("ON", eol),
-            Command::CanStatus => out.line("T:00 R:00", eol),
-            Command::Echo(on) => ok(&mut s.echo, on, out, eol),
-            Command::Linefeeds(on) => ok(&mut s.linefeeds, on, out, eol),
-            Command::Spaces(on) => ok(&mut s.format.spaces, on, out, eol),
-            Command::Headers(on) => ok(&mut s.format.headers, on, out, eol),
-            Command::ShowDlc(on) => ok(&mut s.format.dlc, on, out, eol),
-            Command::AutoFormat(on) => ok(&mut s.format.auto_format, on, out, eol),
-            Command::Responses(on) => ok(&mut s.responses, on, out, eol),
-            Command::AdaptiveTiming(level) => ok(&mut s.adaptive, level, out, eol),
+            Command::Ignition => out.line("ON"),
+            Command::CanStatus => out.line("T:00 R:00"),
+            Command::Echo(on) => ok(&mut s.echo, on, out),
+            Command::Linefeeds(on) => ok(&mut s.linefeeds, on, out),
+            Command::Spaces(on) => ok(&mut s.format.spaces, on, out),
+            Command::Headers(on) => ok(&mut s.format.headers, on, out),
+            Command::ShowDlc(on) => ok(&mut s.format.dlc, on, out),
+            Command::AutoFormat(on) => ok(&mut s.format.auto_format, on, out),
+            Command::Responses(on) => ok(&mut s.responses, on, out),
+            Command::AdaptiveTiming(level) => ok(&mut s.adaptive, level, out),
             Command::Timeout(units) => {
                 let units = if units == 0 { DEFAULT_TIMEOUT } else { units };
-                ok(&mut s.timeout, units, out, eol);
+                ok(&mut s.timeout, units, out);
             }
-            Command::Priority(p) => ok(&mut s.priority, p, out, eol),
-            Command::SetHeader(h) => ok(&mut s.header, Some(h), out, eol),
-            Command::ReceiveAddress(None) => ok(&mut s.filter, None, out, eol),
+            Command::Priority(p) => ok(&mut s.priority, p, out),
+            Command::SetHeader(h) => ok(&mut s.header, Some(h), out),
+            Command::ReceiveAddress(None) => ok(&mut s.filter, None, out),
             Command::ReceiveAddress(Some(id)) => {
-                ok(&mut s.filter, Some((id, 0x1FFF_FFFF)), out, eol);
+                ok(&mut s.filter, Some((id, 0x1FFF_FFFF)), out);
             }
             Command::Filter(id) => {
                 let mask = s.filter.map_or(0x1FFF_FFFF, |(_, m)| m);
-                ok(&mut s.filter, Some((id, mask)), out, eol);
+                ok(&mut s.filter, Some((id, mask)), out);
             }
             Command::Mask(mask) => {
                 let id = s.filter.map_or(0, |(f, _)| f);
-                ok(&mut s.filter, Some((id, mask)), out, eol);
+                ok(&mut s.filter, Some((id, mask)), out);
             }
             Command::SetProtocol {
                 protocol,
@@ -342,7 +348,7 @@ impl Elm327 {
                     self.stored = (protocol, auto);
                 }
                 self.active = None;
-                out.line("OK", eol);
+                out.line("OK");
             }
             Command::DescribeProtocol => {
                 let text = match (s.protocol_auto, self.active) {
@@ -350,7 +356,7 @@ impl Elm327 {
                     (true, None) => "AUTO".to_owned(),
                     (false, _) => s.protocol.name().to_owned(),
                 };
-                out.line(&text, eol);
+                out.line(&text);
             }
             Command::DescribeProtocolNumber => {
                 let text = match (s.protocol_auto, self.active) {
@@ -358,9 +364,9 @@ impl Elm327 {
                     (true, None) => s.protocol.digit().to_string(),
                     (false, _) => s.protocol.digit().to_string(),
                 };
-                out.line(&text, eol);
+                out.line(&text);
             }
-            Command::ProtocolClose | Command::Accepted => out.line("OK", eol),
+            Command::ProtocolClose | Command::Accepted => out.line("OK"),
             Command::Obd { data, responses } => self.request(&data, responses, ecus, out),
         }
     }
@@ -373,15 +379,14 @@ impl Elm327 {
         ecus: &mut impl Ecus,
         out: &mut Printer,
     ) {
-        let eol = self.eol();
         let s = &self.settings;
         let payload = if s.format.auto_format {
             if data.len() > MAX_SINGLE_FRAME_LEN {
-                return out.line("?", eol);
+                return out.line("?");
             }
             Some(data.to_vec())
         } else if data.len() > CAN_FRAME_LEN {
-            return out.line("?", eol);
+            return out.line("?");
         } else {
             // CAF0: the host wrote the whole frame, PCI included.
             single_frame_payload(data)
@@ -390,7 +395,7 @@ impl Elm327 {
             Some(p) => p,
             None => match self.connect(ecus, out) {
                 Ok(p) => p,
-                Err(condition) => return out.line(condition, eol),
+                Err(condition) => return out.line(condition),
             },
         };
         let s = &self.settings;
@@ -407,7 +412,9 @@ impl Elm327 {
                 .iter()
                 .enumerate()
                 .filter(|(_, e)| e.request_id.is_extended() == extended)
-                .filter(|(_, e)| functional || e.request_id == target)
+                .filter(|(_, e)| {
+                    e.request_id == target || (functional && e.functional_id == target)
+                })
                 .map(|(i, _)| i)
                 .collect();
             for ecu in listening {
@@ -444,7 +451,6 @@ impl Elm327 {
 
     /// Prints the frames that arrive before the adapter stops listening.
     fn print_frames(&self, frames: &[RxFrame], responses: Option<u8>, out: &mut Printer) {
-        let eol = self.eol();
         let s = &self.settings;
         let timeout = TIMEOUT_UNIT * u32::from(s.timeout);
         let gap = match s.adaptive {
@@ -452,6 +458,9 @@ impl Elm327 {
             2 => timeout.min(Duration::from_millis(50)),
             _ => timeout,
         };
+        // Until this time the adapter listens, whatever else arrives: an ECU said "response
+        // pending" and has not answered yet.
+        let mut pending: Vec<(CanId, Duration)> = Vec::new();
         let mut deadline = timeout;
         let mut printed = 0usize;
         for frame in frames {
@@ -460,22 +469,22 @@ impl Elm327 {
             }
             out.at(frame.at);
             for line in format::frame_lines(frame.id, &frame.data, s.format) {
-                out.line(&line, eol);
+                out.line(&line);
             }
             printed += 1;
             if responses.is_some_and(|n| printed >= usize::from(n)) {
                 return;
             }
-            deadline = frame.at
-                + if frame.pending {
-                    RESPONSE_PENDING_WAIT
-                } else {
-                    gap
-                };
+            pending.retain(|(id, _)| *id != frame.id);
+            if frame.pending {
+                pending.push((frame.id, frame.at + RESPONSE_PENDING_WAIT));
+            }
+            let waiting = pending.iter().map(|(_, until)| *until).max();
+            deadline = waiting.unwrap_or_default().max(frame.at + gap);
         }
         out.at(deadline);
         if printed == 0 {
-            out.line("NO DATA", eol);
+            out.line("NO DATA");
         }
     }
 
@@ -499,7 +508,7 @@ impl Elm327 {
             _ => false,
         };
         let found = if s.protocol_auto {
-            out.line("SEARCHING...", self.eol());
+            out.line("SEARCHING...");
             [s.protocol, Protocol::CAN_11_500, Protocol::CAN_29_500]
                 .into_iter()
                 .find(|p| reaches(*p))
@@ -528,9 +537,9 @@ struct RxFrame {
     pending: bool,
 }
 
-fn ok<T>(setting: &mut T, value: T, out: &mut Printer, eol: &str) {
+fn ok<T>(setting: &mut T, value: T, out: &mut Printer) {
     *setting = value;
-    out.line("OK", eol);
+    out.line("OK");
 }
 
 fn is_response_pending(payload: &[u8]) -> bool {
@@ -574,49 +583,54 @@ fn read_voltage(ecus: &mut impl Ecus) -> Option<f64> {
     None
 }
 
-/// Collects timed output.
+/// Collects timed output. Lines get their ending when the command is done, so a command
+/// that changes the line ending (`ATL1`) is answered in the new style; the echo, printed as
+/// the line came in, keeps the old one.
 #[derive(Debug)]
 struct Printer {
-    chunks: Vec<Chunk>,
+    echo: String,
+    lines: Vec<(Duration, String)>,
     now: Duration,
 }
 
 impl Printer {
     fn new(echo: String) -> Printer {
         Printer {
-            chunks: vec![Chunk {
-                at: Duration::ZERO,
-                text: echo,
-            }],
+            echo,
+            lines: Vec::new(),
             now: Duration::ZERO,
         }
     }
 
-    /// Later text is printed at `at` (never earlier than text already printed).
+    /// Later lines are printed at `at` (never earlier than lines already printed).
     fn at(&mut self, at: Duration) {
         self.now = self.now.max(at);
     }
 
-    fn text(&mut self, text: &str) {
-        match self.chunks.last_mut() {
-            Some(last) if last.at == self.now => last.text.push_str(text),
-            _ => self.chunks.push(Chunk {
-                at: self.now,
+    fn line(&mut self, line: &str) {
+        self.lines.push((self.now, line.to_owned()));
+    }
+
+    /// The chunks, ending with the closing empty line and the prompt.
+    fn finish(self, eol: &str) -> Vec<Chunk> {
+        let mut chunks = vec![Chunk {
+            at: Duration::ZERO,
+            text: self.echo,
+        }];
+        let mut push = |at: Duration, text: &str| match chunks.last_mut() {
+            Some(last) if last.at == at => last.text.push_str(text),
+            _ => chunks.push(Chunk {
+                at,
                 text: text.to_owned(),
             }),
+        };
+        for (at, line) in &self.lines {
+            push(*at, line);
+            push(*at, eol);
         }
-    }
-
-    fn line(&mut self, line: &str, eol: &str) {
-        self.text(line);
-        self.text(eol);
-    }
-
-    /// The closing empty line and prompt.
-    fn finish(mut self, eol: &str) -> Vec<Chunk> {
-        self.text(eol);
-        self.text(">");
-        self.chunks.retain(|c| !c.text.is_empty());
-        self.chunks
+        push(self.now, eol);
+        push(self.now, ">");
+        chunks.retain(|c| !c.text.is_empty());
+        chunks
     }
 }
