@@ -14,7 +14,10 @@
 //! What this crate does not do: decide what a client asks, or model a real car beyond what
 //! an OBD-II tester can observe.
 
+pub mod ecu;
 pub mod elm327;
+pub mod faults;
+pub mod model;
 pub mod pty;
 pub mod scenario;
 pub mod serve;

@@ -71,6 +71,8 @@ pub struct Identity {
     pub make: String,
     pub model: String,
     pub year: u16,
+    /// A hybrid: PID 0x51 reports "hybrid gasoline".
+    pub hybrid: bool,
 }
 
 /// Service 09 identity of one ECU.
@@ -196,6 +198,8 @@ struct RawIdentity {
     make: String,
     model: String,
     year: u16,
+    #[serde(default)]
+    hybrid: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -469,6 +473,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
             make: raw.vehicle.make,
             model: raw.vehicle.model,
             year: raw.vehicle.year,
+            hybrid: raw.vehicle.hybrid,
         },
         drive,
         engine,

@@ -40,6 +40,8 @@ def main():
     }
     if connection.is_connected():
         vin = connection.query(obd.commands.VIN)
+        # The message as reassembled (python-OBD pads it to the 22 bytes it expects).
+        result["vin_raw"] = bytes(vin.messages[0].data).hex() if vin.messages else None
         result["vin"] = None if vin.is_null() else (
             vin.value.decode("ascii", "replace") if isinstance(vin.value, (bytes, bytearray))
             else str(vin.value))
@@ -49,6 +51,8 @@ def main():
         result["voltage"] = magnitude(connection.query(obd.commands.ELM_VOLTAGE))
         dtcs = connection.query(obd.commands.GET_DTC)
         result["dtcs"] = None if dtcs.is_null() else [code for code, _ in dtcs.value]
+        pending = connection.query(obd.commands.GET_CURRENT_DTC)
+        result["pending_dtcs"] = None if pending.is_null() else [code for code, _ in pending.value]
         status = connection.query(obd.commands.STATUS)
         result["mil"] = None if status.is_null() else bool(status.value.MIL)
         result["dtc_count"] = None if status.is_null() else status.value.DTC_count
