@@ -4,7 +4,7 @@
 //!
 //! - [`session`]: the adapter without I/O: settings, command execution, timed output
 //!   (its documentation lists the behaviour emulated and what is not);
-//! - [`command`]: parsing a command line; [`format`]: printing received frames;
+//! - [`command`]: parsing a command line; [`format`](mod@format): printing received frames;
 //! - this module: the async servers, which only move bytes and play the timed output.
 //!
 //! The servers hold the vehicle's lock only while a command executes, never across an
