@@ -331,15 +331,11 @@ impl Ecu {
                 Ok(Answer::Now(out))
             }
             Request::FreezeFrame { pids } => self.freeze_frame(pids),
-            Request::StoredDtcs => Ok(Answer::Now(
-                self.dtc_list(sid::STORED_DTCS, |e| e.confirmed),
-            )),
-            Request::PendingDtcs => {
-                Ok(Answer::Now(self.dtc_list(sid::PENDING_DTCS, |e| e.pending)))
+            Request::StoredDtcs => Ok(Answer::Now(self.dtc_list(sid::STORED_DTCS, |e| e.confirmed))),
+            Request::PendingDtcs => Ok(Answer::Now(self.dtc_list(sid::PENDING_DTCS, |e| e.pending))),
+            Request::PermanentDtcs => {
+                Ok(Answer::Now(self.dtc_list(sid::PERMANENT_DTCS, |e| e.permanent)))
             }
-            Request::PermanentDtcs => Ok(Answer::Now(
-                self.dtc_list(sid::PERMANENT_DTCS, |e| e.permanent),
-            )),
             Request::ClearDtcs => {
                 self.clear_all();
                 Ok(Answer::Slow(vec![sid::CLEAR_DTCS + sid::POSITIVE_OFFSET]))
@@ -354,16 +350,8 @@ impl Ecu {
     }
 
     fn dtc_list(&self, service: u8, pick: impl Fn(&DtcEntry) -> bool) -> Vec<u8> {
-        let codes: Vec<Dtc> = self
-            .dtcs
-            .iter()
-            .filter(|e| pick(e))
-            .map(|e| e.dtc)
-            .collect();
-        let mut out = vec![
-            service + sid::POSITIVE_OFFSET,
-            u8::try_from(codes.len()).unwrap_or(u8::MAX),
-        ];
+        let codes: Vec<Dtc> = self.dtcs.iter().filter(|e| pick(e)).map(|e| e.dtc).collect();
+        let mut out = vec![service + sid::POSITIVE_OFFSET, u8::try_from(codes.len()).unwrap_or(u8::MAX)];
         for dtc in codes.iter().take(usize::from(u8::MAX)) {
             out.extend_from_slice(&dtc.to_bytes());
         }
@@ -467,7 +455,10 @@ impl Ecu {
             uds::REPORT_NUMBER_OF_DTC_BY_STATUS_MASK | uds::REPORT_DTC_BY_STATUS_MASK => {
                 expect_len(1)?;
                 let mask = params.first().copied().unwrap_or(0) & STATUS_AVAILABILITY;
-                let matching = self.dtcs.iter().filter(|e| e.uds_status().0 & mask != 0);
+                let matching = self
+                    .dtcs
+                    .iter()
+                    .filter(|e| e.uds_status().0 & mask != 0);
                 out.push(STATUS_AVAILABILITY);
                 if sub_function == uds::REPORT_NUMBER_OF_DTC_BY_STATUS_MASK {
                     out.push(DtcFormat::Iso15031_6.to_byte());
@@ -509,9 +500,7 @@ impl Ecu {
                         out.push(SNAPSHOT_RECORD);
                         out.push(u8::try_from(snap.values.len()).unwrap_or(0));
                         for (p, data) in &snap.values {
-                            out.extend_from_slice(
-                                &(DID_OBD_PID_BASE | u16::from(*p)).to_be_bytes(),
-                            );
+                            out.extend_from_slice(&(DID_OBD_PID_BASE | u16::from(*p)).to_be_bytes());
                             out.extend_from_slice(data);
                         }
                     }
@@ -542,9 +531,7 @@ impl Ecu {
         let index = self
             .dtcs
             .iter()
-            .position(|e| {
-                UdsDtc::new(e.dtc, e.ftb).raw() == group || UdsDtc::new(e.dtc, 0).raw() == group
-            })
+            .position(|e| UdsDtc::new(e.dtc, e.ftb).raw() == group || UdsDtc::new(e.dtc, 0).raw() == group)
             .ok_or(Nrc::REQUEST_OUT_OF_RANGE)?;
         if let Some(e) = self.dtcs.get_mut(index) {
             e.clear();
@@ -567,8 +554,7 @@ impl Ecu {
             return self.supported.bitmap(p).ok().map(Vec::from);
         }
         let confirmed = self.dtcs.iter().filter(|e| e.confirmed).count();
-        let a =
-            u8::try_from(confirmed.min(0x7F)).unwrap_or(0x7F) | if self.mil() { 0x80 } else { 0 };
+        let a = u8::try_from(confirmed.min(0x7F)).unwrap_or(0x7F) | if self.mil() { 0x80 } else { 0 };
         let values: Vec<f64> = match p {
             0x01 => {
                 let [b, c, d] = self.readiness.bytes(false);
@@ -608,11 +594,7 @@ impl Ecu {
             0x44 => vec![if m.engine_running { 1.0 } else { 0.0 }],
             0x45 => vec![(m.throttle - 7.0) / 0.85],
             0x46 => vec![m.ambient_c],
-            0x49 => vec![if m.engine_running {
-                14.0 + m.throttle * 0.7
-            } else {
-                14.0
-            }],
+            0x49 => vec![if m.engine_running { 14.0 + m.throttle * 0.7 } else { 14.0 }],
             0x4C => vec![m.throttle],
             0x4D => vec![self.since_clear.mil_time_s / 60.0],
             0x4E => vec![self.since_clear.time_s / 60.0],
@@ -634,11 +616,7 @@ enum Answer {
 }
 
 fn entry_aging(e: &DtcEntry) -> u8 {
-    if e.failed_this_cycle {
-        0
-    } else {
-        e.occurrences.min(1)
-    }
+    if e.failed_this_cycle { 0 } else { e.occurrences.min(1) }
 }
 
 fn push_record(out: &mut Vec<u8>, e: &DtcEntry) {

@@ -183,10 +183,7 @@ impl DtcEntry {
             }
         };
         set(self.test_failed, DtcStatus::TEST_FAILED);
-        set(
-            self.failed_this_cycle,
-            DtcStatus::TEST_FAILED_THIS_OPERATION_CYCLE,
-        );
+        set(self.failed_this_cycle, DtcStatus::TEST_FAILED_THIS_OPERATION_CYCLE);
         set(self.pending, DtcStatus::PENDING_DTC);
         set(self.confirmed, DtcStatus::CONFIRMED_DTC);
         set(
@@ -207,13 +204,7 @@ impl DtcEntry {
 
     /// Runs this code's test over one model step (the model already stepped; `prev_phase` is
     /// where the drive was before). Returns the verdict if the test reached one.
-    pub fn evaluate(
-        &mut self,
-        model: &Model,
-        cause: bool,
-        prev_phase: f64,
-        dt: f64,
-    ) -> Option<Verdict> {
+    pub fn evaluate(&mut self, model: &Model, cause: bool, prev_phase: f64, dt: f64) -> Option<Verdict> {
         let phase = model.phase();
         match self.kind.run_point() {
             Some(point) => {
@@ -343,13 +334,7 @@ impl DtcEntry {
 }
 
 fn once_per_drive(kind: TestKind, model: &Model, cause: bool) -> Option<Verdict> {
-    let verdict = |failed: bool| {
-        Some(if failed {
-            Verdict::Failed
-        } else {
-            Verdict::Passed
-        })
-    };
+    let verdict = |failed: bool| Some(if failed { Verdict::Failed } else { Verdict::Passed });
     match kind {
         TestKind::Catalyst => {
             if model.coolant_c < 70.0 || model.fuel_system != FuelSystem::ClosedLoop {
@@ -524,10 +509,7 @@ mod tests {
         assert!(e.apply(Verdict::Failed, 0).is_empty());
         e.end_cycle(true);
         assert!(e.pending);
-        assert_eq!(
-            e.apply(Verdict::Failed, 1),
-            vec![Transition::BecameConfirmed]
-        );
+        assert_eq!(e.apply(Verdict::Failed, 1), vec![Transition::BecameConfirmed]);
         assert!(e.confirmed && e.mil && e.permanent && e.pending);
         assert_eq!(e.uds_status(), DtcStatus(0x8F | 0x20));
         e.end_cycle(true);
@@ -567,11 +549,7 @@ mod tests {
 
     #[test]
     fn readiness_bytes() {
-        let mut r = Readiness::new(vec![
-            Monitor::Misfire,
-            Monitor::Components,
-            Monitor::Catalyst,
-        ]);
+        let mut r = Readiness::new(vec![Monitor::Misfire, Monitor::Components, Monitor::Catalyst]);
         assert_eq!(r.bytes(false), [0b0101_0101, 0x01, 0x01]);
         r.complete_since_clear.push(Monitor::Catalyst);
         assert_eq!(r.bytes(false), [0b0101_0101, 0x01, 0x00]);

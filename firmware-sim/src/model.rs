@@ -383,8 +383,7 @@ impl Model {
             * air_density_g_per_l
             * VOLUMETRIC_EFFICIENCY
             * (self.map_kpa / baro);
-        self.timing_advance =
-            (6.0 + self.rpm / 250.0 - 0.18 * (self.load - 20.0)).clamp(-10.0, 45.0);
+        self.timing_advance = (6.0 + self.rpm / 250.0 - 0.18 * (self.load - 20.0)).clamp(-10.0, 45.0);
     }
 
     fn step_temperatures(&mut self, dt: f64, effects: &Effects) {
@@ -473,11 +472,7 @@ impl Model {
             FuelSystem::OpenLoopCold => (0.45 + noise, 0.45),
             FuelSystem::OpenLoopDecel => (0.06 + noise, 0.12),
             FuelSystem::ClosedLoop => {
-                let lean = if effects.misfiring_cylinders > 0 {
-                    0.06
-                } else {
-                    0.0
-                };
+                let lean = if effects.misfiring_cylinders > 0 { 0.06 } else { 0.0 };
                 let up = 0.45 - lean + 0.38 * self.o2_phase.sin() + noise;
                 let down = if effects.catalyst_worn {
                     // No oxygen storage: the downstream sensor sees the upstream switching.
@@ -497,11 +492,7 @@ impl Model {
         };
         track(&mut self.o2_upstream_var, self.o2_upstream_v, 0.45);
         let down_centre = if effects.catalyst_worn { 0.45 } else { 0.68 };
-        track(
-            &mut self.o2_downstream_var,
-            self.o2_downstream_v,
-            down_centre,
-        );
+        track(&mut self.o2_downstream_var, self.o2_downstream_v, down_centre);
     }
 
     fn step_misc(&mut self, dt: f64, phase: f64, effects: &Effects) {
@@ -528,13 +519,8 @@ impl Model {
             0.0
         };
         self.misfire_rate += (misfire_target - self.misfire_rate) * (dt / 5.0).min(1.0);
-        let life_target = if effects.hybrid_battery_worn {
-            22.0
-        } else {
-            78.0
-        };
-        self.hybrid_battery_life +=
-            (life_target - self.hybrid_battery_life) * (dt / 300.0).min(1.0);
+        let life_target = if effects.hybrid_battery_worn { 22.0 } else { 78.0 };
+        self.hybrid_battery_life += (life_target - self.hybrid_battery_life) * (dt / 300.0).min(1.0);
     }
 
     /// Warm-up per J1979: the coolant rose at least 22 °C since the engine started and reached
@@ -595,12 +581,7 @@ mod tests {
             if m.engine_running && m.speed_kmh > 40.0 {
                 let wheel = Model::wheel_rpm_in_gear(m.speed_kmh, m.gear);
                 if wheel > m.idle_rpm() + 20.0 {
-                    assert!(
-                        (m.rpm - wheel).abs() < 10.0,
-                        "rpm {} wheel {}",
-                        m.rpm,
-                        wheel
-                    );
+                    assert!((m.rpm - wheel).abs() < 10.0, "rpm {} wheel {}", m.rpm, wheel);
                     checked += 1;
                 }
             }
@@ -642,11 +623,7 @@ mod tests {
         }
         // Idle airflow of a 2-litre engine is a few g/s; the highway needs several times it.
         let idle = samples.iter().find(|s| s.0 < 1000.0).map(|s| s.3);
-        let cruise = samples
-            .iter()
-            .filter(|s| s.0 > 1800.0)
-            .map(|s| s.3)
-            .fold(0.0, f64::max);
+        let cruise = samples.iter().filter(|s| s.0 > 1800.0).map(|s| s.3).fold(0.0, f64::max);
         let idle = idle.unwrap_or(0.0);
         assert!((2.0..6.0).contains(&idle), "idle MAF {idle}");
         assert!(cruise > 3.0 * idle, "cruise {cruise} vs idle {idle}");
@@ -663,11 +640,7 @@ mod tests {
     #[test]
     fn coolant_warms_to_the_thermostat_and_a_stuck_thermostat_keeps_it_cold() {
         let healthy = drive(Effects::default(), |_| {});
-        assert!(
-            (84.0..96.0).contains(&healthy.coolant_c),
-            "{}",
-            healthy.coolant_c
-        );
+        assert!((84.0..96.0).contains(&healthy.coolant_c), "{}", healthy.coolant_c);
         let mut warm_at = None;
         drive(Effects::default(), |m| {
             if warm_at.is_none() && m.warmed_up() {
@@ -708,11 +681,7 @@ mod tests {
         assert!(ratio(&healthy) < 0.2, "healthy ratio {}", ratio(&healthy));
         assert!(ratio(&worn) > 0.6, "worn ratio {}", ratio(&worn));
         assert!(healthy.ltft.abs() < 4.0);
-        assert!(
-            misfire.ltft > healthy.ltft + 4.0,
-            "misfire ltft {}",
-            misfire.ltft
-        );
+        assert!(misfire.ltft > healthy.ltft + 4.0, "misfire ltft {}", misfire.ltft);
         assert!(misfire.catalyst_c > healthy.catalyst_c);
     }
 

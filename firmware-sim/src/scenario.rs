@@ -435,10 +435,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
                 ));
             }
         } else if dtcs.is_empty() {
-            return Err(invalid(
-                &key("dtcs"),
-                "a fault needs at least one DTC".into(),
-            ));
+            return Err(invalid(&key("dtcs"), "a fault needs at least one DTC".into()));
         }
         if !(f.start_s.is_finite() && f.start_s >= 0.0) {
             return Err(invalid(
@@ -488,10 +485,7 @@ fn validate_drive(d: &RawDrive) -> Result<DriveParams, (String, String)> {
         if v.is_finite() && (lo..=hi).contains(&v) {
             Ok(v)
         } else {
-            Err((
-                format!("drive.{key}"),
-                format!("{v} is outside {lo}..={hi}"),
-            ))
+            Err((format!("drive.{key}"), format!("{v} is outside {lo}..={hi}")))
         }
     };
     Ok(DriveParams {

@@ -261,11 +261,7 @@ impl Vehicle {
         }
         self.warmed_this_drive = false;
         self.model.start_next_drive();
-        tracing::debug!(
-            drive = self.model.cycle,
-            vehicle_s = self.model.t,
-            "new drive"
-        );
+        tracing::debug!(drive = self.model.cycle, vehicle_s = self.model.t, "new drive");
     }
 
     /// Whether ECU `index` is off the bus right now (a `silent` fault).
@@ -273,9 +269,9 @@ impl Vehicle {
         let Some(ecu) = self.ecus.get(index) else {
             return true;
         };
-        self.faults
-            .iter()
-            .any(|f| f.kind == FaultKind::Silent && f.ecu == ecu.role && f.active_at(self.model.t))
+        self.faults.iter().any(|f| {
+            f.kind == FaultKind::Silent && f.ecu == ecu.role && f.active_at(self.model.t)
+        })
     }
 
     /// ECU number `ecu`'s answer(s) to one request payload. Empty: the ECU stays silent (as
