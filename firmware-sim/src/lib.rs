@@ -15,9 +15,11 @@
 //! an OBD-II tester can observe.
 
 pub mod ecu;
+pub mod elm327;
 pub mod faults;
 pub mod fleet;
 pub mod model;
+pub mod pty;
 pub mod scenario;
 pub mod serve;
 pub mod vehicle;

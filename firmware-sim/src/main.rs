@@ -1,20 +1,27 @@
-//! `firmware-sim`: simulated vehicles on a CAN bus (SocketCAN, the in-process bus) and, once
-//! merged with the ELM327 emulation, as an ELM327 adapter on a pty or TCP.
+//! `firmware-sim`: simulated vehicles on a CAN bus (SocketCAN, the in-process bus), behind an
+//! emulated SLCAN adapter on a pseudo-terminal, or as an ELM327 adapter on a pty or TCP.
 //!
 //! ```text
 //! firmware-sim --list-scenarios
 //! firmware-sim socketcan vcan0 --scenario misfire
+//! firmware-sim elm327 --tcp 127.0.0.1:35000 --scenario catalyst
+//! firmware-sim elm327 --pty-link /tmp/obd --scenario catalyst
+//! firmware-sim slcan --pty-link /tmp/canable --scenario hybrid
 //! firmware-sim sim --bus demo --scenario hybrid --duration 60 --report-every 5
 //! firmware-sim fleet --vehicles 200 --scenario healthy --stagger --duration 300
 //! firmware-sim fleet --vehicles 8 --scenario misfire --socketcan 'vcan{}'
 //! ```
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use firmware_sim::elm327::{serve_elm327_pty, serve_elm327_tcp};
 use firmware_sim::fleet::{build_fleet, serve_fleet};
+use firmware_sim::pty::Pty;
 use firmware_sim::serve::{lock, serve_can};
 use firmware_sim::{Scenario, Vehicle, load_scenario, scenarios};
 use telltale_can::virtual_bus::VirtualBus;
@@ -44,6 +51,31 @@ enum Command {
     Socketcan {
         /// The interface.
         iface: String,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Be an ELM327 adapter plugged into one vehicle, on TCP (like a Wi-Fi dongle) or on a
+    /// pseudo-terminal (like a USB one) reachable at a symlink.
+    Elm327 {
+        /// Listen on this address, e.g. 127.0.0.1:35000.
+        #[arg(
+            long,
+            env = "FIRMWARE_SIM_ELM327_TCP",
+            conflicts_with = "pty_link",
+            required_unless_present = "pty_link"
+        )]
+        tcp: Option<SocketAddr>,
+        /// Create a pty and a symlink to it at this path, e.g. /tmp/obd.
+        #[arg(long, env = "FIRMWARE_SIM_PTY_LINK")]
+        pty_link: Option<PathBuf>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Be an SLCAN (Lawicel) USB-CAN adapter on a pseudo-terminal, with one vehicle on its bus.
+    Slcan {
+        /// Create a pty and a symlink to it at this path, e.g. /tmp/canable.
+        #[arg(long, env = "FIRMWARE_SIM_PTY_LINK")]
+        pty_link: PathBuf,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -130,6 +162,33 @@ async fn main() -> anyhow::Result<()> {
             let bus = open_socketcan(&iface)?;
             serve_one(scenario, bus, &run).await
         }
+        Command::Elm327 { tcp, pty_link, run } => {
+            let vehicle = new_vehicle(&run.scenario()?, &format!("{tcp:?} {pty_link:?}"));
+            let stop = shutdown(run.duration()?);
+            match (tcp, pty_link) {
+                (Some(addr), _) => {
+                    let listener = tokio::net::TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("cannot listen on {addr}"))?;
+                    tracing::info!(%addr, "ELM327 adapter listening");
+                    Ok(serve_elm327_tcp(listener, vehicle, stop).await?)
+                }
+                (None, Some(link)) => Ok(serve_elm327_pty(&link, vehicle, stop).await?),
+                (None, None) => bail!("give --tcp ADDR or --pty-link PATH"),
+            }
+        }
+        Command::Slcan { pty_link, run } => {
+            let vehicle = new_vehicle(&run.scenario()?, &pty_link.display().to_string());
+            let bus = VirtualBus::new("slcan");
+            let pty = Pty::open()?;
+            let _link = pty.link(&pty_link)?;
+            tracing::info!(link = %pty_link.display(), device = %pty.slave_path().display(), "SLCAN adapter on pty");
+            let stop = shutdown(run.duration()?);
+            tokio::select! {
+                () = serve_can(vehicle, bus.node(), stop) => Ok(()),
+                r = telltale_can::slcan::serve_adapter(pty, bus.node()) => Ok(r?),
+            }
+        }
         Command::Sim { bus, run } => {
             let scenario = run.scenario()?;
             serve_one(scenario, VirtualBus::named(&bus).node(), &run).await
@@ -187,19 +246,25 @@ fn open_socketcan(iface: &str) -> anyhow::Result<CanBus> {
     Ok(telltale_can::socketcan::open(iface, &filters)?)
 }
 
-async fn serve_one(scenario: Scenario, bus: CanBus, run: &RunArgs) -> anyhow::Result<()> {
-    let vehicle = Arc::new(Mutex::new(Vehicle::from_scenario(&scenario)));
+/// Builds the scenario's vehicle and logs what it is and where it is served.
+fn new_vehicle(scenario: &Scenario, served_on: &str) -> Arc<Mutex<Vehicle>> {
+    let vehicle = Arc::new(Mutex::new(Vehicle::from_scenario(scenario)));
     {
         let v = lock(&vehicle);
         tracing::info!(
             scenario = %scenario.name,
             vin = %v.vin(),
-            bus = %bus.name(),
+            on = served_on,
             time_scale = scenario.time_scale,
             ecus = ?v.ecus().iter().map(|e| format!("{} {}/{}", e.name, e.request_id, e.response_id)).collect::<Vec<_>>(),
             "vehicle serving"
         );
     }
+    vehicle
+}
+
+async fn serve_one(scenario: Scenario, bus: CanBus, run: &RunArgs) -> anyhow::Result<()> {
+    let vehicle = new_vehicle(&scenario, bus.name());
     let stop = shutdown(run.duration()?);
     tokio::select! {
         () = serve_can(vehicle.clone(), bus, stop) => {}

@@ -199,7 +199,13 @@ pub enum Value {
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Value::Number(n) => write!(f, "{n}"),
+            // Three decimals are finer than any J1979 resolution a person reads (0.005 V,
+            // 0.0039 %); JSON keeps the exact value.
+            Value::Number(n) => {
+                let text = format!("{n:.3}");
+                let text = text.trim_end_matches('0').trim_end_matches('.');
+                f.write_str(if text == "-0" { "0" } else { text })
+            }
             Value::Bool(b) => write!(f, "{}", if *b { "yes" } else { "no" }),
             Value::Text(t) => f.write_str(t),
             Value::Pids(pids) => {
