@@ -1,0 +1,116 @@
+//! Helpers for end-to-end tests that run Telltale's binaries as separate processes.
+//!
+//! The binaries come from the same cargo target directory as the test (`cargo nextest run
+//! --workspace` builds every package's binaries before any test runs). A missing binary is a
+//! test failure that says how to build it, never a skip.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary next to the running test executable.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("a target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the suite with `cargo nextest run --workspace` (or `cargo build -p {name}` first)",
+        path.display()
+    );
+    path
+}
+
+/// A child process killed when dropped, with its stderr kept for failure messages.
+#[derive(Debug)]
+pub struct Running {
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    /// Starts `bin args..`, logging to a temporary file.
+    pub fn start(bin: &str, args: &[&str]) -> Running {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let log = dir.path().join("stderr.log");
+        let file = std::fs::File::create(&log).expect("a log file");
+        let child = Command::new(binary(bin))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        Running {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// What the process wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Panics (with the log) if the process has already exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("process exited early with {status}:\n{}", self.log());
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Polls `ready` every 50 ms until it holds or `limit` passes.
+pub fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs `telltale args..` to completion.
+pub fn telltale(args: &[&str]) -> Output {
+    Command::new(binary("telltale"))
+        .args(args)
+        .output()
+        .expect("run telltale")
+}
+
+/// Runs `telltale args..`, requires success, and parses its stdout as one JSON document.
+pub fn telltale_json(args: &[&str]) -> serde_json::Value {
+    let out = telltale(args);
+    assert!(
+        out.status.success(),
+        "telltale {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "telltale {args:?}: not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
