@@ -4,9 +4,8 @@
 //! are the scenario timelines in `firmware-sim/README.md`, in vehicle seconds.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use firmware_sim::serve::serve_can;
+use firmware_sim::serve::{lock, serve_can};
 use firmware_sim::{Vehicle, load_scenario};
 use telltale_can::client::DtcKind;
 use telltale_can::client::can::CanClient;
@@ -49,7 +48,7 @@ impl Rig {
 
     /// Lets the scenario play until `vehicle_s` vehicle seconds after start.
     async fn at(&self, vehicle_s: f64) {
-        let wait = self.vehicle.lock().unwrap().serving_time_of(vehicle_s);
+        let wait = lock(&self.vehicle).serving_time_of(vehicle_s);
         tokio::time::sleep_until(self.start + wait).await;
     }
 
