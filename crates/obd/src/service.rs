@@ -502,9 +502,12 @@ fn ascii_field(bytes: &[u8]) -> Result<String, String> {
     {
         return Err(format!("byte 0x{bad:02X} is not printable ASCII"));
     }
+    // Inner NULs are padding too: the ECU name is a 4-byte acronym field, `-`, then the name
+    // (J1979 infotype 0A), so "ECM\0-EngineControl" reads "ECM-EngineControl".
     Ok(trimmed
         .iter()
-        .map(|&b| if b == 0 { ' ' } else { char::from(b) })
+        .filter(|&&b| b != 0)
+        .map(|&b| char::from(b))
         .collect())
 }
 
@@ -670,7 +673,7 @@ mod tests {
         name.extend_from_slice(b"ECM\0-EngineControl\0\0");
         assert_eq!(
             Response::parse(&name).unwrap(),
-            Response::VehicleInfo(VehicleInfo::EcuName("ECM -EngineControl".into()))
+            Response::VehicleInfo(VehicleInfo::EcuName("ECM-EngineControl".into()))
         );
         // 49 00 | 55 40 00 00: infotypes 02, 04, 06, 08, 0A supported.
         assert_eq!(
