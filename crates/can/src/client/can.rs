@@ -4,6 +4,9 @@
 //! request holds its ECU's lock (one request at a time per ECU); a functional request, which
 //! every ECU answers, holds the link exclusively (a read-write lock: physical requests share,
 //! functional ones exclude everything), so answers are never mixed up.
+//!
+//! Timing: an answer counts when it has been received by the time the client looks after P2,
+//! even if the client's task woke late.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -210,7 +213,10 @@ impl CanClient {
             .into_iter()
             .flatten()
             .min();
+            // Biased: an answer already delivered when this task wakes after P2 (a loaded
+            // machine, a descheduled process) counts; an unbiased select dropped it at random.
             let frame = tokio::select! {
+                biased;
                 r = sub.recv() => r,
                 () = sleep_until(deadline) => continue,
             };
