@@ -335,6 +335,62 @@ async fn an_answer_received_before_p2_counts_when_the_client_wakes_late() {
     }
 }
 
+/// An answer for another service (a late answer to an earlier request) is not taken for the
+/// answer, does not fail the request, and the real answer after it is returned.
+#[tokio::test(start_paused = true)]
+async fn a_late_answer_to_an_earlier_request_is_ignored() {
+    let bus = VirtualBus::new("stale");
+    ecu(
+        &bus.node(),
+        ch(0),
+        Arc::new(|_: &[u8]| {
+            vec![
+                Step::Send(vec![0x43, 0x00]),
+                Step::Wait(5),
+                Step::Send(vec![0x47, 0x01, 0x04, 0x20]),
+            ]
+        }),
+    );
+    ecu(
+        &bus.node(),
+        ch(1),
+        Arc::new(|_: &[u8]| vec![Step::Send(vec![0x47, 0x00])]),
+    );
+    let c = client(&bus, ClientOptions::default());
+    for target in [Target::Physical(ch(0)), Target::Functional] {
+        let answers = bounded(c.request(target, &Request::PendingDtcs))
+            .await
+            .unwrap_or_else(|e| panic!("{target}: {e}"));
+        let engine = answers
+            .iter()
+            .find(|a| a.ecu == CanId::Standard(0x7E8))
+            .unwrap_or_else(|| panic!("{target}: no engine answer in {answers:?}"));
+        let Response::Dtcs {
+            service: 0x07,
+            dtcs,
+        } = &engine.response
+        else {
+            panic!("{target}: {:?}", engine.response);
+        };
+        let codes: Vec<String> = dtcs.iter().map(ToString::to_string).collect();
+        assert_eq!(codes, ["P0420"], "{target}");
+    }
+    // Only the stale answer: silence, not a wrong-service error.
+    let bus = VirtualBus::new("stale-only");
+    ecu(
+        &bus.node(),
+        ch(0),
+        Arc::new(|_: &[u8]| vec![Step::Send(vec![0x43, 0x00])]),
+    );
+    let c = client(&bus, ClientOptions::default());
+    for target in [Target::Physical(ch(0)), Target::Functional] {
+        let err = bounded(c.request(target, &Request::PendingDtcs))
+            .await
+            .unwrap_err();
+        assert!(err.is_silence(), "{target}: {err}");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn negative_answers_are_answers() {
     let bus = VirtualBus::new("negative");
