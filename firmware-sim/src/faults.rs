@@ -143,6 +143,9 @@ pub struct DtcEntry {
     cleared_since_permanent: bool,
     /// A once-per-drive test already ran this drive (reset by a clear, so it may run again).
     ran_once_this_cycle: bool,
+    /// Engine running time since the drive started or the codes were cleared: a
+    /// once-per-drive test needs the same share of it as its readiness monitor.
+    running_s: f64,
 }
 
 impl DtcEntry {
@@ -174,6 +177,7 @@ impl DtcEntry {
             pass_s: 0.0,
             cleared_since_permanent: false,
             ran_once_this_cycle: false,
+            running_s: 0.0,
         }
     }
 
@@ -218,10 +222,17 @@ impl DtcEntry {
         dt: f64,
     ) -> Option<Verdict> {
         let phase = model.phase();
+        if model.engine_running {
+            self.running_s += dt;
+        }
         match self.kind.run_point() {
             Some(point) => {
                 let _ = prev_phase;
-                if self.ran_once_this_cycle || phase < point {
+                // As for the readiness monitors (`Readiness::step`): after a clear the test
+                // runs again only once the engine has run its share of a drive, so a code is
+                // never pending again while its monitor still reads "incomplete".
+                let ran_long_enough = self.running_s >= (point - ENGINE_START) * model.cycle_s();
+                if self.ran_once_this_cycle || phase < point || !ran_long_enough {
                     return None;
                 }
                 let verdict = once_per_drive(self.kind, model, cause)?;
@@ -326,6 +337,7 @@ impl DtcEntry {
         self.fail_s = 0.0;
         self.pass_s = 0.0;
         self.ran_once_this_cycle = false;
+        self.running_s = 0.0;
     }
 
     /// Service 04 / UDS 0x14: everything but the permanent code.
@@ -344,6 +356,7 @@ impl DtcEntry {
         self.fail_s = 0.0;
         self.pass_s = 0.0;
         self.ran_once_this_cycle = false;
+        self.running_s = 0.0;
         if self.permanent {
             self.cleared_since_permanent = true;
         }

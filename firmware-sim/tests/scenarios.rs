@@ -267,6 +267,44 @@ fn clearing_resets_codes_and_readiness_but_not_permanent_and_the_code_comes_back
     assert!(km > 0);
 }
 
+/// Bit 0 of PID 01 byte D: the catalyst monitor has not completed since the codes were cleared.
+fn catalyst_incomplete(v: &mut Vehicle) -> bool {
+    pid(v, "engine", &[0x01, 0x01])[0].data[3] & 0x01 != 0
+}
+
+#[test]
+fn after_a_clear_the_code_and_its_monitor_come_back_together() {
+    // Cleared in drive 2 after the catalyst check (phase 0.6 = 768 s, P0420 confirmed then).
+    let mut v = vehicle("catalyst");
+    at(&mut v, 800.0);
+    assert_eq!(codes(&mut v, "engine", 0x03), s(&["P0420"]));
+    assert!(!catalyst_incomplete(&mut v));
+    let engine = v.ecu_index("engine").expect("engine");
+    assert_eq!(v.handle(engine, &[0x04], false).len(), 2);
+    // The rest of drive 2 is too short for the catalyst monitor to run again: no verdict, so
+    // no pending code, and readiness says so too.
+    for t in [801.0, 850.0, 900.0, 955.0] {
+        at(&mut v, t);
+        assert_eq!(
+            state(&mut v, "engine"),
+            (vec![], vec![], s(&["P0420"])),
+            "at {t} s"
+        );
+        assert!(catalyst_incomplete(&mut v), "at {t} s");
+    }
+    // Drive 3 reaches its catalyst check (960 + 288 s): the monitor completes and fails,
+    // pending again; the stored code needs one more failing drive.
+    at(&mut v, 1240.0);
+    assert!(catalyst_incomplete(&mut v));
+    assert_eq!(codes(&mut v, "engine", 0x07), s(&[]));
+    at(&mut v, 1260.0);
+    assert!(!catalyst_incomplete(&mut v));
+    assert_eq!(
+        state(&mut v, "engine"),
+        (s(&["P0420"]), vec![], s(&["P0420"]))
+    );
+}
+
 /// Writes `text` to a scenario file of its own and loads it.
 fn load_text(name: &str, text: &str) -> Result<firmware_sim::Scenario, String> {
     let dir = std::env::temp_dir().join(format!("firmware-sim-test-{}", std::process::id()));

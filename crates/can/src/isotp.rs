@@ -247,7 +247,10 @@ impl IsoTpSocket {
                 None => std::future::pending().await,
             }
         };
+        // Biased: when this task wakes late (a loaded machine) with a frame already delivered
+        // and the deadline passed, the frame counts; an unbiased select dropped it at random.
         let result = tokio::select! {
+            biased;
             r = self.sub.recv() => r,
             () = sleep => return Ok(None),
         };

@@ -21,6 +21,9 @@ use tokio::time::{Instant, timeout};
 enum Step {
     Wait(u64),
     Send(Vec<u8>),
+    /// Block the runtime's thread (not a tokio sleep): on a current-thread runtime nothing
+    /// else runs meanwhile, as when a loaded machine deschedules the tester.
+    Block(u64),
 }
 
 type Script = Arc<dyn Fn(&[u8]) -> Vec<Step> + Send + Sync>;
@@ -47,6 +50,7 @@ fn ecu(bus: &CanBus, channel: Channel, script: Script) -> Arc<Mutex<Vec<Vec<u8>>
             for step in script(&req.payload) {
                 match step {
                     Step::Wait(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+                    Step::Block(ms) => std::thread::sleep(Duration::from_millis(ms)),
                     Step::Send(p) => {
                         if sock.send(&p).await.is_err() {
                             break;
@@ -295,6 +299,96 @@ async fn silence_is_a_timeout_after_p2() {
             .unwrap_err()
             .is_silence()
     );
+}
+
+/// Real time on a current-thread runtime: the ECU answers 10 ms before P2 and then keeps the
+/// thread for 30 ms, so the client's task next runs with its answer received *and* P2 over.
+/// The answer counts (it once did only when `select!` happened to poll the frame first).
+#[tokio::test]
+async fn an_answer_received_before_p2_counts_when_the_client_wakes_late() {
+    let bus = VirtualBus::new("late-wakeup");
+    ecu(
+        &bus.node(),
+        ch(0),
+        Arc::new(|_: &[u8]| {
+            vec![
+                Step::Wait(40),
+                Step::Send(vec![0x43, 0x01, 0x03, 0x01]),
+                Step::Block(30),
+            ]
+        }),
+    );
+    let c = client(&bus, ClientOptions::default());
+    for round in 0..12 {
+        for target in [Target::Functional, Target::Physical(ch(0))] {
+            let t0 = Instant::now();
+            let answers = bounded(c.request(target, &Request::StoredDtcs))
+                .await
+                .unwrap_or_else(|e| panic!("round {round}, {target}: {e}"));
+            assert!(
+                Instant::now() - t0 >= Duration::from_millis(50),
+                "P2 passed"
+            );
+            assert_eq!(answers.len(), 1, "round {round}, {target}");
+            assert_eq!(answers[0].ecu, CanId::Standard(0x7E8));
+        }
+    }
+}
+
+/// An answer for another service (a late answer to an earlier request) is not taken for the
+/// answer, does not fail the request, and the real answer after it is returned.
+#[tokio::test(start_paused = true)]
+async fn a_late_answer_to_an_earlier_request_is_ignored() {
+    let bus = VirtualBus::new("stale");
+    ecu(
+        &bus.node(),
+        ch(0),
+        Arc::new(|_: &[u8]| {
+            vec![
+                Step::Send(vec![0x43, 0x00]),
+                Step::Wait(5),
+                Step::Send(vec![0x47, 0x01, 0x04, 0x20]),
+            ]
+        }),
+    );
+    ecu(
+        &bus.node(),
+        ch(1),
+        Arc::new(|_: &[u8]| vec![Step::Send(vec![0x47, 0x00])]),
+    );
+    let c = client(&bus, ClientOptions::default());
+    for target in [Target::Physical(ch(0)), Target::Functional] {
+        let answers = bounded(c.request(target, &Request::PendingDtcs))
+            .await
+            .unwrap_or_else(|e| panic!("{target}: {e}"));
+        let engine = answers
+            .iter()
+            .find(|a| a.ecu == CanId::Standard(0x7E8))
+            .unwrap_or_else(|| panic!("{target}: no engine answer in {answers:?}"));
+        let Response::Dtcs {
+            service: 0x07,
+            dtcs,
+        } = &engine.response
+        else {
+            panic!("{target}: {:?}", engine.response);
+        };
+        let codes: Vec<String> = dtcs.iter().map(ToString::to_string).collect();
+        assert_eq!(codes, ["P0420"], "{target}");
+    }
+    // Only the stale answer: silence, not a wrong-service error.
+    let bus = VirtualBus::new("stale-only");
+    ecu(
+        &bus.node(),
+        ch(0),
+        Arc::new(|_: &[u8]| vec![Step::Send(vec![0x43, 0x00])]),
+    );
+    let c = client(&bus, ClientOptions::default());
+    for target in [Target::Physical(ch(0)), Target::Functional] {
+        let err = bounded(c.request(target, &Request::PendingDtcs))
+            .await
+            .unwrap_err();
+        assert!(err.is_silence(), "{target}: {err}");
+    }
 }
 
 #[tokio::test(start_paused = true)]

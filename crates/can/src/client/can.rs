@@ -4,6 +4,10 @@
 //! request holds its ECU's lock (one request at a time per ECU); a functional request, which
 //! every ECU answers, holds the link exclusively (a read-write lock: physical requests share,
 //! functional ones exclude everything), so answers are never mixed up.
+//!
+//! Timing: an answer counts when it has been received by the time the client looks after P2,
+//! even if the client's task woke late; an answer for another service (a late answer to an
+//! earlier request) is ignored rather than taken for, or failing, this one.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -135,7 +139,14 @@ impl CanClient {
                     }
                 });
             };
-            let response = decode_answer(ecu, &msg.payload, req.service())?;
+            let response = match decode_answer(ecu, &msg.payload, req.service()) {
+                Err(DiagError::WrongService { got, .. }) => {
+                    // A late answer to an earlier request: not ours, keep waiting for ours.
+                    tracing::debug!(%ecu, service = got, "answer to another request ignored");
+                    continue;
+                }
+                other => other?,
+            };
             if is_pending(&response) {
                 tracing::debug!(%ecu, "response pending; waiting up to P2*");
                 pending = true;
@@ -210,7 +221,10 @@ impl CanClient {
             .into_iter()
             .flatten()
             .min();
+            // Biased: an answer already delivered when this task wakes after P2 (a loaded
+            // machine, a descheduled process) counts; an unbiased select dropped it at random.
             let frame = tokio::select! {
+                biased;
                 r = sub.recv() => r,
                 () = sleep_until(deadline) => continue,
             };
@@ -265,6 +279,11 @@ impl CanClient {
                     Ok(response) => {
                         pending.remove(&ecu);
                         answers.push(EcuResponse { ecu, response });
+                    }
+                    Err(DiagError::WrongService { got, .. }) => {
+                        // A late answer to an earlier request (after its P2): not an answer
+                        // to this one, and no reason to give up on this ECU.
+                        tracing::debug!(%ecu, service = got, "answer to another request ignored");
                     }
                     Err(e) => {
                         pending.remove(&ecu);
