@@ -34,9 +34,13 @@ Errors go to stderr with a non-zero exit status; stdout then holds nothing.";
 #[derive(Debug, Args)]
 #[command(after_long_help = JSON_HELP)]
 pub(crate) struct ScanArgs {
-    /// The link: socketcan:IFACE, slcan:PATH[@CAN_BITRATE[:SERIAL_BAUD]], elm327:PATH[@BAUD],
-    /// elm327+tcp:HOST:PORT or sim:NAME.
-    #[arg(long, env = "TELLTALE_LINK")]
+    /// The link (`socketcan:IFACE`, `slcan:PATH`, `elm327:PATH`, `elm327+tcp:HOST:PORT`, ...).
+    #[arg(
+        long,
+        env = "TELLTALE_LINK",
+        long_help = "The link: socketcan:IFACE, slcan:PATH[@CAN_BITRATE[:SERIAL_BAUD]], \
+                     elm327:PATH[@BAUD], elm327+tcp:HOST:PORT or sim:NAME."
+    )]
     link: String,
     /// The vehicle uses 29-bit CAN ids (18DB33F1 / 18DAxxF1). ELM327 links detect this.
     #[arg(long = "29bit")]

@@ -9,7 +9,7 @@
 //!   speaks its AT dialogue.
 //!
 //! [`DiagClient`] dispatches to one or the other (an enum, no trait objects) and adds the
-//! everyday helpers (VIN, PIDs with batching, DTCs, freeze frames, discovery) in [`helpers`].
+//! everyday helpers (VIN, PIDs with batching, DTCs, freeze frames, discovery) in `helpers`.
 //!
 //! Negative responses are answers ([`Response::Negative`]), not errors; transport failures and
 //! undecodable answers are [`DiagError`]s naming the ECU. What this module does not do: decide

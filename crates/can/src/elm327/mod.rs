@@ -2,7 +2,7 @@
 //! (Wi-Fi dongles). The adapter does ISO-TP itself; we speak its line dialogue, and every
 //! byte it prints is parsed by [`telltale_obd::elm327`].
 //!
-//! One task owns the port ([`adapter`]); [`Elm327Client`] handles queue requests to it over a
+//! One task owns the port (`adapter`); [`Elm327Client`] handles queue requests to it over a
 //! bounded channel, so requests are strictly one at a time, as the adapter requires.
 //!
 //! Initialisation: [`INIT_SEQUENCE`](telltale_obd::elm327::INIT_SEQUENCE) (`ATZ`, `ATE0`,
