@@ -37,6 +37,7 @@ mod tests {
                 pid: 0x0D,
                 ecu_can_id: 0x7E8,
                 unit: "km/h".into(),
+                text: String::new(),
             }],
         };
         let bytes = batch.encode_to_vec();

@@ -1,0 +1,3 @@
+//! The MQTT session. (Pending.)
+mod message;
+pub use message::Message;
