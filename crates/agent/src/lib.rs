@@ -25,4 +25,4 @@ pub mod status;
 pub mod uplink;
 pub mod vehicle;
 
-// pub use run::{Agent, run};
+pub use run::run;

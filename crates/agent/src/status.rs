@@ -1,1 +1,304 @@
-//! The local status endpoint. (Pending.)
+//! The local status endpoint, for the person at the dongle and for a scraper:
+//!
+//! - `GET /status`: JSON with the vehicle (awake, VIN, ECUs, request counters), the MQTT
+//!   connection, the spool (depth, bytes, dropped per class) and this boot's identity;
+//! - `GET /metrics`: the same numbers in the Prometheus text format;
+//! - `GET /healthz`: `ok`.
+//!
+//! It answers one small GET per connection (HTTP/1.0 style, `Connection: close`); that is all a
+//! scraper or `curl` needs, and it keeps a web framework out of a program that must fit a dongle.
+//! Bind it to localhost unless the network around the dongle is trusted.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::spool::{Class, Spool, SpoolStats};
+use crate::uplink::writer::lock;
+use crate::uplink::{Stamp, UplinkState};
+use crate::vehicle::VehicleState;
+
+/// Where the numbers come from.
+#[derive(Debug, Clone)]
+pub struct Board {
+    pub stamp: Arc<Stamp>,
+    pub started: Instant,
+    pub vehicle: watch::Receiver<VehicleState>,
+    pub uplink: watch::Receiver<UplinkState>,
+    pub spool: Arc<Mutex<Spool>>,
+    pub version: String,
+}
+
+/// The `/status` document.
+#[derive(Debug, Serialize)]
+pub struct StatusDoc {
+    pub device_id: String,
+    pub boot_id: String,
+    pub version: String,
+    pub uptime_s: u64,
+    pub last_seq: u64,
+    pub vehicle: VehicleState,
+    pub mqtt: UplinkState,
+    pub spool: SpoolStats,
+    pub resident_bytes: Option<u64>,
+}
+
+impl Board {
+    pub fn snapshot(&self) -> StatusDoc {
+        StatusDoc {
+            device_id: self.stamp.device_id.clone(),
+            boot_id: self
+                .stamp
+                .boot_id
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            version: self.version.clone(),
+            uptime_s: self.started.elapsed().as_secs(),
+            last_seq: self
+                .stamp
+                .last_seq
+                .load(std::sync::atomic::Ordering::SeqCst),
+            vehicle: self.vehicle.borrow().clone(),
+            mqtt: self.uplink.borrow().clone(),
+            spool: lock(&self.spool).stats(),
+            resident_bytes: resident_bytes(),
+        }
+    }
+}
+
+/// Resident memory of this process, from `/proc/self/statm` (Linux).
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// The Prometheus text rendering of a snapshot.
+pub fn metrics(doc: &StatusDoc) -> String {
+    let mut out = String::new();
+    let mut put = |name: &str, help: &str, kind: &str, samples: &[(&str, u64)]| {
+        let _ = writeln!(out, "# HELP telltale_agent_{name} {help}");
+        let _ = writeln!(out, "# TYPE telltale_agent_{name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(out, "telltale_agent_{name}{labels} {v}");
+        }
+    };
+    let b = |v: bool| u64::from(v);
+    put(
+        "uptime_seconds",
+        "Seconds since the agent started.",
+        "gauge",
+        &[("", doc.uptime_s)],
+    );
+    put(
+        "last_seq",
+        "The last uplink sequence number stored this boot.",
+        "counter",
+        &[("", doc.last_seq)],
+    );
+    put(
+        "vehicle_awake",
+        "1 while the ECUs answer.",
+        "gauge",
+        &[("", b(doc.vehicle.awake))],
+    );
+    put(
+        "requests_total",
+        "Diagnostic requests sent.",
+        "counter",
+        &[("", doc.vehicle.requests_sent)],
+    );
+    put(
+        "requests_unanswered_total",
+        "Diagnostic requests nothing answered.",
+        "counter",
+        &[("", doc.vehicle.requests_unanswered)],
+    );
+    put(
+        "samples_total",
+        "Signal samples made.",
+        "counter",
+        &[("", doc.vehicle.samples_made)],
+    );
+    put(
+        "dtc_reports_total",
+        "DTC reports made.",
+        "counter",
+        &[("", doc.vehicle.dtc_reports_made)],
+    );
+    put(
+        "mqtt_connected",
+        "1 while connected to the broker.",
+        "gauge",
+        &[("", b(doc.mqtt.connected))],
+    );
+    put(
+        "mqtt_connects_total",
+        "Successful connections to the broker.",
+        "counter",
+        &[("", doc.mqtt.connects)],
+    );
+    put(
+        "mqtt_published_total",
+        "Spooled messages published (including republished).",
+        "counter",
+        &[("", doc.mqtt.published)],
+    );
+    put(
+        "mqtt_acked_total",
+        "Spooled messages the broker acknowledged.",
+        "counter",
+        &[("", doc.mqtt.acked)],
+    );
+    put(
+        "mqtt_refused_total",
+        "Messages the broker acknowledged with a failure reason.",
+        "counter",
+        &[("", doc.mqtt.refused)],
+    );
+    put(
+        "commands_total",
+        "Command messages received.",
+        "counter",
+        &[("", doc.mqtt.commands_received)],
+    );
+    put(
+        "spool_messages",
+        "Messages in the spool.",
+        "gauge",
+        &[("", doc.spool.messages)],
+    );
+    put(
+        "spool_bytes",
+        "Bytes of messages in the spool.",
+        "gauge",
+        &[("", doc.spool.bytes)],
+    );
+    put(
+        "spool_in_flight",
+        "Spooled messages awaiting PUBACK.",
+        "gauge",
+        &[("", doc.spool.in_flight)],
+    );
+    let classes = [Class::Telemetry, Class::Info, Class::CmdResult, Class::Dtc];
+    let labels: Vec<String> = classes
+        .iter()
+        .map(|c| format!("{{class=\"{}\"}}", class_name(*c)))
+        .collect();
+    let dropped: Vec<(&str, u64)> = classes
+        .iter()
+        .zip(&labels)
+        .map(|(c, l)| (l.as_str(), doc.spool.dropped[*c as usize]))
+        .collect();
+    put(
+        "spool_dropped_total",
+        "Messages dropped to keep the spool within its size.",
+        "counter",
+        &dropped,
+    );
+    if let Some(rss) = doc.resident_bytes {
+        put(
+            "resident_memory_bytes",
+            "Resident memory of the agent process.",
+            "gauge",
+            &[("", rss)],
+        );
+    }
+    out
+}
+
+fn class_name(c: Class) -> &'static str {
+    match c {
+        Class::Telemetry => "telemetry",
+        Class::Info => "info",
+        Class::CmdResult => "cmd_result",
+        Class::Dtc => "dtc",
+    }
+}
+
+/// Serves until `shutdown`.
+pub async fn serve(listener: TcpListener, board: Board, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let board = board.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = answer(stream, &board).await {
+                            tracing::debug!(cause = %e, "status request failed");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(cause = %e, "status endpoint accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn answer(mut stream: TcpStream, board: &Board) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 2048];
+    let mut len = 0;
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        while len < buf.len() {
+            let n = stream.read(&mut buf[len..]).await?;
+            if n == 0 {
+                break;
+            }
+            len += n;
+            if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") || buf[..len].contains(&b'\n') {
+                break;
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+    if !matches!(read, Ok(Ok(()))) {
+        return Ok(());
+    }
+    let line = String::from_utf8_lossy(&buf[..len]);
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (code, ctype, body) = match (method, path) {
+        ("GET", "/status") => (
+            "200 OK",
+            "application/json",
+            serde_json::to_string_pretty(&board.snapshot())
+                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")),
+        ),
+        ("GET", "/metrics") => (
+            "200 OK",
+            "text/plain; version=0.0.4",
+            metrics(&board.snapshot()),
+        ),
+        ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_owned()),
+        ("GET", _) => (
+            "404 Not Found",
+            "text/plain",
+            "try /status, /metrics or /healthz\n".to_owned(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET only\n".to_owned(),
+        ),
+    };
+    let head = format!(
+        "HTTP/1.1 {code}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}

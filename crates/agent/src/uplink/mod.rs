@@ -1,3 +1,17 @@
-//! The MQTT session. (Pending.)
+//! The way up: from a [`Message`] made in the car to a PUBACK from the broker.
+//!
+//! - [`writer`]: stamps each message's header (device, boot, `seq`) and appends it to the spool
+//!   before anything is sent;
+//! - [`session`]: the MQTT connection (3.1.1 or 5, TLS with client certificates, credentials),
+//!   publishing from the spool with QoS 1 and removing records on PUBACK, the retained status
+//!   and its last will, and the command subscription;
+//! - `mqtt` (private): one face over rumqttc's two protocol versions.
+
 mod message;
+mod mqtt;
+pub mod session;
+pub mod writer;
+
 pub use message::Message;
+pub use session::{Session, UplinkState};
+pub use writer::Stamp;

@@ -1,0 +1,276 @@
+//! The MQTT session: connects (and reconnects with back-off), publishes from the spool with QoS 1,
+//! removes a record only on its PUBACK, keeps the retained status up to date, and hands command
+//! payloads to the command handler.
+//!
+//! Matching PUBACKs to records: rumqttc reports `Outgoing::Publish(pkid)` for requests in the
+//! order they were queued, so the session keeps the queued record ids in a FIFO and pairs each
+//! reported packet id with the next one. When the connection drops, every record in flight is
+//! marked unsent again and goes out after the reconnect (the cloud deduplicates on the header),
+//! and rumqttc's own resend queue is dropped because the session is clean.
+//!
+//! Order: the spool hands out DTC reports before command results, info and telemetry, so a
+//! backlog of telemetry after an outage drains behind any live DTC report.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prost::Message as _;
+use serde::Serialize;
+use telltale_wire::topic::{self, Kind};
+use telltale_wire::v1;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::mqtt::{Client, Event};
+use super::writer::{Stamp, lock};
+use crate::config::MqttSettings;
+use crate::spool::{RecordId, Spool};
+use crate::vehicle::VehicleState;
+
+/// What the status endpoint shows about the connection.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct UplinkState {
+    pub connected: bool,
+    pub last_error: Option<String>,
+    pub connects: u64,
+    pub published: u64,
+    pub acked: u64,
+    /// MQTT 5 PUBACKs with a failure reason (e.g. not authorized): counted and removed, since
+    /// republishing would be refused again.
+    pub refused: u64,
+    pub commands_received: u64,
+}
+
+/// Everything the session needs.
+#[derive(Debug)]
+pub struct Session {
+    pub settings: MqttSettings,
+    pub stamp: Arc<Stamp>,
+    pub spool: Arc<Mutex<Spool>>,
+    /// Notified by the writer after each append.
+    pub wake: Arc<Notify>,
+    pub vehicle: watch::Receiver<VehicleState>,
+    /// Raw payloads from the `cmd` topic.
+    pub commands: mpsc::Sender<Vec<u8>>,
+    pub state: watch::Sender<UplinkState>,
+    pub agent_version: String,
+    /// After shutdown is asked, how long to keep publishing what the spool holds.
+    pub drain_grace: Duration,
+}
+
+impl Session {
+    fn status(&self, presence: v1::Presence) -> v1::Status {
+        let spool = lock(&self.spool).stats();
+        let vehicle = self.vehicle.borrow();
+        let dropped = |c: crate::spool::Class| spool.dropped[c as usize];
+        v1::Status {
+            header: Some(self.stamp.status_header()),
+            presence: presence as i32,
+            link_state: vehicle.link_state.clone(),
+            spool_messages: spool.messages,
+            spool_bytes: spool.bytes,
+            dropped_telemetry: dropped(crate::spool::Class::Telemetry),
+            dropped_dtc_reports: dropped(crate::spool::Class::Dtc),
+            dropped_other: dropped(crate::spool::Class::Info)
+                + dropped(crate::spool::Class::CmdResult),
+            agent_version: self.agent_version.clone(),
+            last_seq: self
+                .stamp
+                .last_seq
+                .load(std::sync::atomic::Ordering::SeqCst),
+            vehicle_awake: vehicle.awake,
+        }
+    }
+
+    /// Runs until `stop` and the drain that follows; the writer must have been told to stop
+    /// first only if nothing more is to be stored.
+    pub async fn run(self, stop: CancellationToken) {
+        let status_topic = topic::topic(&self.stamp.device_id, Kind::Status);
+        let cmd_topic = topic::topic(&self.stamp.device_id, Kind::Cmd);
+        let will = self.status(v1::Presence::Offline).encode_to_vec();
+        let window = usize::from(self.settings.max_in_flight);
+        let mut client = Client::new(
+            &self.settings,
+            &self.stamp.device_id,
+            (status_topic.clone(), will),
+            window * 2 + 16,
+        );
+
+        let mut connected = false;
+        // Records queued to rumqttc whose packet id is not known yet (None: a status publish).
+        let mut queued: VecDeque<Option<RecordId>> = VecDeque::new();
+        let mut in_flight: HashMap<u16, Option<RecordId>> = HashMap::new();
+        let mut backoff = self.settings.reconnect_min;
+        let mut status_tick = tokio::time::interval(self.settings.status_period);
+        status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut vehicle = self.vehicle.clone();
+        let mut drain_deadline: Option<Instant> = None;
+        let mut spool_empty = false;
+
+        loop {
+            if let Some(deadline) = drain_deadline {
+                let idle = queued.is_empty() && in_flight.is_empty();
+                if !connected || Instant::now() >= deadline || (idle && spool_empty) {
+                    break;
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled(), if drain_deadline.is_none() => {
+                    drain_deadline = Some(Instant::now() + self.drain_grace);
+                    tracing::info!(connected, "draining the spool before shutdown");
+                    if connected {
+                        spool_empty = self.fill(&client, &mut queued, &in_flight, window);
+                    }
+                }
+                _ = tokio::time::sleep_until(drain_deadline.unwrap_or_else(Instant::now)), if drain_deadline.is_some() => {}
+                ev = client.poll() => match ev {
+                    Ok(Event::Connected) => {
+                        connected = true;
+                        backoff = self.settings.reconnect_min;
+                        self.state.send_modify(|s| { s.connected = true; s.connects += 1; s.last_error = None; });
+                        tracing::info!(host = %self.settings.host, port = self.settings.port, "connected to the broker");
+                        if let Err(e) = client.subscribe(&cmd_topic) {
+                            tracing::error!(cause = %e, "cannot subscribe to commands");
+                        }
+                        self.publish_status(&client, &status_topic, v1::Presence::Online, &mut queued);
+                        spool_empty = self.fill(&client, &mut queued, &in_flight, window);
+                    }
+                    Ok(Event::Published(pkid)) => {
+                        let rec = queued.pop_front().flatten();
+                        in_flight.insert(pkid, rec);
+                    }
+                    Ok(Event::PubAck { pkid, refused }) => {
+                        if let Some(Some(id)) = in_flight.remove(&pkid) {
+                            {
+                                if let Some(reason) = &refused {
+                                    tracing::error!(record = id.0, %reason, "the broker refused a message; it is removed from the spool");
+                                }
+                                if let Err(e) = lock(&self.spool).ack(id) {
+                                    tracing::error!(cause = %e, "spool ack failed");
+                                }
+                                self.state.send_modify(|s| {
+                                    s.acked += 1;
+                                    if refused.is_some() { s.refused += 1; }
+                                });
+                            }
+                        }
+                        spool_empty = self.fill(&client, &mut queued, &in_flight, window);
+                    }
+                    Ok(Event::Message { topic, payload }) => {
+                        if topic == cmd_topic {
+                            self.state.send_modify(|s| s.commands_received += 1);
+                            if self.commands.try_send(payload.to_vec()).is_err() {
+                                tracing::warn!("command handler busy; command dropped (the cloud gets no result and may retry)");
+                            }
+                        }
+                    }
+                    Ok(Event::SubscribeRefused(reason)) => {
+                        tracing::error!(%reason, topic = %cmd_topic, "the broker refused the command subscription (check its ACL)");
+                    }
+                    Ok(Event::Other) => {}
+                    Err(e) => {
+                        if connected {
+                            tracing::warn!(cause = %e, in_flight = in_flight.len() + queued.len(), "connection to the broker lost; unacknowledged messages will be sent again");
+                        } else {
+                            tracing::warn!(cause = %e, retry_in_ms = backoff.as_millis() as u64, "cannot connect to the broker");
+                        }
+                        connected = false;
+                        queued.clear();
+                        in_flight.clear();
+                        lock(&self.spool).requeue_in_flight();
+                        self.state.send_modify(|s| { s.connected = false; s.last_error = Some(e.clone()); });
+                        if drain_deadline.is_some() {
+                            break;
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = stop.cancelled() => break,
+                        }
+                        backoff = (backoff * 2).min(self.settings.reconnect_max);
+                    }
+                },
+                _ = self.wake.notified(), if connected => {
+                    spool_empty = self.fill(&client, &mut queued, &in_flight, window);
+                }
+                _ = status_tick.tick(), if connected => {
+                    self.publish_status(&client, &status_topic, v1::Presence::Online, &mut queued);
+                }
+                changed = vehicle.changed(), if connected => {
+                    if changed.is_ok() {
+                        // Awake/asleep and link changes are news for the fleet view.
+                        self.publish_status(&client, &status_topic, v1::Presence::Online, &mut queued);
+                    } else {
+                        vehicle = self.vehicle.clone();
+                    }
+                }
+            }
+        }
+
+        if connected {
+            self.publish_status(&client, &status_topic, v1::Presence::Offline, &mut queued);
+            let _ = client.disconnect();
+            // Let rumqttc write the status and the DISCONNECT.
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                while let Ok(ev) = client.poll().await {
+                    if let Event::PubAck { pkid, .. } = ev {
+                        if let Some(Some(id)) = in_flight.remove(&pkid) {
+                            let _ = lock(&self.spool).ack(id);
+                        }
+                    } else if let Event::Published(pkid) = ev {
+                        in_flight.insert(pkid, queued.pop_front().flatten());
+                    }
+                }
+            })
+            .await;
+        }
+        lock(&self.spool).requeue_in_flight();
+        self.state.send_modify(|s| s.connected = false);
+        tracing::info!("MQTT session closed");
+    }
+
+    fn publish_status(
+        &self,
+        client: &Client,
+        topic: &str,
+        presence: v1::Presence,
+        queued: &mut VecDeque<Option<RecordId>>,
+    ) {
+        match client.publish(topic, self.status(presence).encode_to_vec(), true) {
+            Ok(()) => queued.push_back(None),
+            Err(e) => tracing::warn!(cause = %e, "status not published"),
+        }
+    }
+
+    /// Queues records until the window is full; true when the spool has nothing unsent left.
+    fn fill(
+        &self,
+        client: &Client,
+        queued: &mut VecDeque<Option<RecordId>>,
+        in_flight: &HashMap<u16, Option<RecordId>>,
+        window: usize,
+    ) -> bool {
+        while queued.len() + in_flight.len() < window {
+            let next = lock(&self.spool).next_to_send();
+            match next {
+                Ok(Some(rec)) => match client.publish(&rec.topic, rec.payload, false) {
+                    Ok(()) => {
+                        queued.push_back(Some(rec.id));
+                        self.state.send_modify(|s| s.published += 1);
+                    }
+                    Err(e) => {
+                        tracing::warn!(cause = %e, "publish not queued; will retry after reconnect");
+                        return false;
+                    }
+                },
+                Ok(None) => return true,
+                Err(e) => {
+                    tracing::error!(cause = %e, "cannot read the spool");
+                    return false;
+                }
+            }
+        }
+        false
+    }
+}
