@@ -803,6 +803,21 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_parses() {
+        let text = include_str!("../../../deploy/agent/agent.toml");
+        let c = FileConfig::parse(text).expect("deploy/agent/agent.toml parses");
+        assert_eq!(c.device_id, "dongle-0001");
+        assert_eq!(c.signals.len(), 3);
+        // It names certificate files that exist only on a dongle; everything else validates.
+        let mut c = c;
+        c.mqtt.url = "mqtt://127.0.0.1:1883".into();
+        c.mqtt.ca_file = None;
+        c.mqtt.cert_file = None;
+        c.mqtt.key_file = None;
+        c.validate().expect("the example validates");
+    }
+
+    #[test]
     fn durations_and_sizes() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));

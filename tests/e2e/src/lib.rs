@@ -4,6 +4,8 @@
 //! --workspace` builds every package's binaries before any test runs). A missing binary is a
 //! test failure that says how to build it, never a skip.
 
+pub mod mqtt;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -56,6 +58,12 @@ impl Running {
     /// What the process wrote to stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the process with SIGKILL, as a power cut or the OOM killer would, and reaps it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Panics (with the log) if the process has already exited.
