@@ -313,7 +313,11 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Scheduler::new(&[spec(0x0D, 1000), spec(0x05, 10_000)], t0);
         let d = car();
-        let pids = |b: Vec<PidBatch>| b.into_iter().flat_map(|b| b.pids).collect::<Vec<_>>();
+        let pids = |b: Vec<PidBatch>| {
+            let mut v: Vec<u8> = b.into_iter().flat_map(|b| b.pids).collect();
+            v.sort_unstable();
+            v
+        };
         assert_eq!(pids(s.take_due(t0, &d)), vec![0x05, 0x0D]);
         for i in 1..10 {
             assert_eq!(pids(s.take_due(t0 + Duration::from_secs(i), &d)), vec![0x0D]);
