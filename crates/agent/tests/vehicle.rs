@@ -65,9 +65,13 @@ impl Car {
 
     fn switch_on(&mut self) {
         let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(serve_can(self.vehicle.clone(), self.bus.node(), async move {
-            let _ = stopped.await;
-        }));
+        let handle = tokio::spawn(serve_can(
+            self.vehicle.clone(),
+            self.bus.node(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         self.serving = Some((stop, handle));
     }
 
@@ -265,7 +269,10 @@ async fn discovery_sends_one_info_message() {
     for pid in [0x0C, 0x0D, 0x05, 0xA6, 0x20, 0x40] {
         assert!(ecm.supported_pids.contains(&pid), "ECM PID {pid:02X}");
     }
-    assert!(!info.ecus[1].supported_pids.contains(&0x0C), "TCM has no rpm");
+    assert!(
+        !info.ecus[1].supported_pids.contains(&0x0C),
+        "TCM has no rpm"
+    );
     assert!(!ecm.calibration_ids.is_empty(), "{ecm:?}");
     assert!(!ecm.cvns.is_empty() && !ecm.name.is_empty(), "{ecm:?}");
     assert_eq!(info.schedule.len(), signals::default_schedule().len());
@@ -293,7 +300,12 @@ async fn hybrid_controller_on_29_bit_ids() {
     let ids: Vec<u32> = info.ecus.iter().map(|e| e.can_id).collect();
     assert_eq!(ids, [HPCM]);
     assert!(info.ecus[0].supported_pids.contains(&0x5B));
-    assert_eq!(info.vin, "", "the VIN lives in the 11-bit engine ECU: {}", car.vin());
+    assert_eq!(
+        info.vin,
+        "",
+        "the VIN lives in the 11-bit engine ECU: {}",
+        car.vin()
+    );
     let msgs = agent
         .collect_until(Instant::now() + Duration::from_secs(8))
         .await;
@@ -302,7 +314,10 @@ async fn hybrid_controller_on_29_bit_ids() {
         .filter(|s| s.signal == "Vehicle.OBD.HybridBatteryRemaining")
         .collect();
     assert!(!life.is_empty());
-    assert!(life.iter().all(|s| s.ecu_can_id == HPCM && (0.0..=100.0).contains(&s.value)));
+    assert!(
+        life.iter()
+            .all(|s| s.ecu_can_id == HPCM && (0.0..=100.0).contains(&s.value))
+    );
     agent.stop().await;
 }
 
@@ -346,11 +361,19 @@ async fn telemetry_names_values_and_batches_by_count() {
     assert!(ect.len() < speed.len(), "10 s vs 1 s period");
     for s in &all {
         assert_eq!(s.service, 1);
-        assert_eq!(s.pid, signals::pid_for(&s.signal).map_or(0, u32::from), "{}", s.signal);
+        assert_eq!(
+            s.pid,
+            signals::pid_for(&s.signal).map_or(0, u32::from),
+            "{}",
+            s.signal
+        );
         assert!(s.device_unix_ms > 1_600_000_000_000);
     }
     let speeds = all.iter().find(|s| s.signal == "Vehicle.Speed");
-    assert_eq!(speeds.map(|s| (s.pid, s.ecu_can_id, s.unit.as_str())), Some((0x0D, ECM, "km/h")));
+    assert_eq!(
+        speeds.map(|s| (s.pid, s.ecu_can_id, s.unit.as_str())),
+        Some((0x0D, ECM, "km/h"))
+    );
     agent.stop().await;
 }
 
@@ -410,7 +433,10 @@ async fn request_rate_ceiling_holds() {
     let sent = agent.requests_sent() - before;
     // 20 PIDs at 1 Hz want 4 requests a second plus DTC polls: the ceiling binds.
     assert!(sent <= 2 * 30 + 1, "{sent} requests in 30 s at 2/s");
-    assert!(sent >= 2 * 30 - 3, "the ceiling, not something else, limits: {sent}");
+    assert!(
+        sent >= 2 * 30 - 3,
+        "the ceiling, not something else, limits: {sent}"
+    );
     agent.stop().await;
 
     // Without a low ceiling the same schedule sends clearly more.
@@ -453,7 +479,12 @@ async fn catalyst_dtc_reports_in_order() {
     assert!(reports.len() >= 3, "{reports:#?}");
     let startup = &reports[0];
     assert_eq!(reason(startup), Some(v1::DtcReportReason::Startup));
-    assert!(startup.ecus.iter().all(|e| e.current.is_empty() && !e.mil_on));
+    assert!(
+        startup
+            .ecus
+            .iter()
+            .all(|e| e.current.is_empty() && !e.mil_on)
+    );
     assert_eq!(startup.vin, car.vin());
     let pending = &reports[1];
     assert_eq!(reason(pending), Some(v1::DtcReportReason::Changed));
@@ -473,17 +504,28 @@ async fn catalyst_dtc_reports_in_order() {
         panic!("no ECM")
     };
     assert!(ecm.mil_on);
-    assert!(ecm.appeared.iter().any(|d| d.code == "P0420" && d.kind == v1::DtcKind::Stored as i32));
+    assert!(
+        ecm.appeared
+            .iter()
+            .any(|d| d.code == "P0420" && d.kind == v1::DtcKind::Stored as i32)
+    );
     let Some(ff) = &ecm.freeze_frame else {
         panic!("no freeze frame")
     };
     assert_eq!(ff.trigger_code, "P0420");
-    assert!(ff.values.iter().any(|v| v.signal == "Vehicle.Powertrain.CombustionEngine.ECT"));
+    assert!(
+        ff.values
+            .iter()
+            .any(|v| v.signal == "Vehicle.Powertrain.CombustionEngine.ECT")
+    );
     assert!(stored.distance_since_cleared_km.is_some_and(|d| d > 0.0));
     assert!(stored.warmups_since_cleared.is_some());
     assert!(stored.distance_with_mil_km.is_some());
     assert!(stored.odometer_km.is_some_and(|d| d > 1000.0));
-    assert_eq!(agent.state.borrow().dtc_reports_made as usize, reports.len());
+    assert_eq!(
+        agent.state.borrow().dtc_reports_made as usize,
+        reports.len()
+    );
     agent.stop().await;
 }
 
@@ -528,7 +570,12 @@ async fn ignition_off_sleeps_probes_and_wakes() {
     let mut cfg = config(signals::default_schedule());
     cfg.asleep_probe_period = Duration::from_secs(10);
     let mut agent = Agent::start(&bus, false, cfg);
-    assert!(agent.next_matching(Duration::from_secs(5), info).await.is_some());
+    assert!(
+        agent
+            .next_matching(Duration::from_secs(5), info)
+            .await
+            .is_some()
+    );
     let _ = agent
         .collect_until(Instant::now() + Duration::from_secs(5))
         .await;
@@ -556,8 +603,14 @@ async fn ignition_off_sleeps_probes_and_wakes() {
     let msgs = agent
         .collect_until(Instant::now() + Duration::from_secs(10))
         .await;
-    assert!(!msgs.iter().any(|m| matches!(m, Message::Info(_))), "same car: no new info");
-    assert!(agent.state.borrow().samples_made > samples_before, "sampling resumed");
+    assert!(
+        !msgs.iter().any(|m| matches!(m, Message::Info(_))),
+        "same car: no new info"
+    );
+    assert!(
+        agent.state.borrow().samples_made > samples_before,
+        "sampling resumed"
+    );
     let startup = msgs.iter().find_map(|m| dtc(m.clone()));
     assert_eq!(
         startup.map(|r| r.reason),
@@ -573,7 +626,10 @@ async fn ignition_off_sleeps_probes_and_wakes() {
         panic!("no info for the other car")
     };
     assert_eq!(info.vin, other.vin());
-    assert_eq!(agent.state.borrow().vin.as_deref(), Some(other.vin().as_str()));
+    assert_eq!(
+        agent.state.borrow().vin.as_deref(),
+        Some(other.vin().as_str())
+    );
     agent.stop().await;
 }
 
@@ -585,7 +641,12 @@ async fn commands_read_and_schedule() {
     // One sample a message, so counting messages over a window counts samples taken in it.
     cfg.batch_max_samples = 1;
     let mut agent = Agent::start(&bus, false, cfg);
-    assert!(agent.next_matching(Duration::from_secs(5), info).await.is_some());
+    assert!(
+        agent
+            .next_matching(Duration::from_secs(5), info)
+            .await
+            .is_some()
+    );
 
     let read = agent
         .ask(|reply| VehicleRequest::ReadPids {
@@ -595,24 +656,36 @@ async fn commands_read_and_schedule() {
         .await;
     let Ok(read) = read else { panic!("{read:?}") };
     let got: Vec<(u32, u32)> = read.iter().map(|s| (s.ecu_can_id, s.pid)).collect();
-    assert!(got.contains(&(ECM, 0x0C)) && got.contains(&(ECM, 0x0D)) && got.contains(&(TCM, 0x0D)), "{got:?}");
+    assert!(
+        got.contains(&(ECM, 0x0C)) && got.contains(&(ECM, 0x0D)) && got.contains(&(TCM, 0x0D)),
+        "{got:?}"
+    );
     let bad = agent
         .ask(|reply| VehicleRequest::ReadPids {
             pids: vec![0x20],
             reply,
         })
         .await;
-    assert_eq!(bad.map_err(|e| e.code), Err(v1::CommandError::InvalidArgument));
+    assert_eq!(
+        bad.map_err(|e| e.code),
+        Err(v1::CommandError::InvalidArgument)
+    );
 
     let report = agent.ask(|reply| VehicleRequest::ReadDtcs { reply }).await;
-    let Ok(report) = report else { panic!("{report:?}") };
+    let Ok(report) = report else {
+        panic!("{report:?}")
+    };
     assert_eq!(report.reason, v1::DtcReportReason::Command as i32);
     assert_eq!(report.ecus.len(), 2);
 
     let ff = agent
         .ask(|reply| VehicleRequest::ReadFreezeFrame { frame: 0, reply })
         .await;
-    assert_eq!(ff.map(|f| f.trigger_code), Ok(String::new()), "healthy car: no frame");
+    assert_eq!(
+        ff.map(|f| f.trigger_code),
+        Ok(String::new()),
+        "healthy car: no frame"
+    );
 
     // A bad entry refuses the whole change.
     let refused = agent
@@ -632,7 +705,10 @@ async fn commands_read_and_schedule() {
             reply,
         })
         .await;
-    assert_eq!(refused.map_err(|e| e.code), Err(v1::CommandError::InvalidArgument));
+    assert_eq!(
+        refused.map_err(|e| e.code),
+        Err(v1::CommandError::InvalidArgument)
+    );
     let unknown = agent
         .ask(|reply| VehicleRequest::SetSchedule {
             signals: vec![v1::SignalPeriod {
@@ -643,7 +719,10 @@ async fn commands_read_and_schedule() {
             reply,
         })
         .await;
-    assert_eq!(unknown.map_err(|e| e.code), Err(v1::CommandError::InvalidArgument));
+    assert_eq!(
+        unknown.map_err(|e| e.code),
+        Err(v1::CommandError::InvalidArgument)
+    );
     let speed_count = |msgs: &[Message]| {
         samples(msgs)
             .iter()
@@ -727,7 +806,12 @@ async fn clear_dtcs_only_when_stopped() {
         panic!("no ECM")
     };
     assert!(ecm.cleared.iter().any(|d| d.code == "P0420"));
-    assert!(ecm.current.iter().any(|d| d.code == "P0420" && d.kind == v1::DtcKind::Permanent as i32), "permanent stays");
+    assert!(
+        ecm.current
+            .iter()
+            .any(|d| d.code == "P0420" && d.kind == v1::DtcKind::Permanent as i32),
+        "permanent stays"
+    );
     assert!(!ecm.mil_on);
     // The change also goes out as a DTC message, the same report.
     let sent = agent
@@ -740,10 +824,18 @@ async fn clear_dtcs_only_when_stopped() {
     let bus = VirtualBus::new("clear-asleep");
     let mut car = Car::new(&bus, "healthy");
     let mut agent = Agent::start(&bus, false, config(vec![spec(0x0D, 1000)]));
-    assert!(agent.next_matching(Duration::from_secs(5), info).await.is_some());
+    assert!(
+        agent
+            .next_matching(Duration::from_secs(5), info)
+            .await
+            .is_some()
+    );
     car.switch_off().await;
     assert!(agent.wait_state(Duration::from_secs(5), |s| !s.awake).await);
     let asleep = agent.ask(|reply| VehicleRequest::ClearDtcs { reply }).await;
-    assert_eq!(asleep.map_err(|e| e.code), Err(v1::CommandError::VehicleUnreachable));
+    assert_eq!(
+        asleep.map_err(|e| e.code),
+        Err(v1::CommandError::VehicleUnreachable)
+    );
     agent.stop().await;
 }

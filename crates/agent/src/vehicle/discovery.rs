@@ -95,7 +95,10 @@ impl Discovery {
 /// empty.
 pub(crate) async fn discover(link: &mut Link) -> Result<Discovery, DiagError> {
     let answers = link
-        .request(Target::Functional, &Request::CurrentData { pids: vec![0x00] })
+        .request(
+            Target::Functional,
+            &Request::CurrentData { pids: vec![0x00] },
+        )
         .await?;
     let mut ecus = Vec::new();
     for a in answers {
@@ -138,9 +141,12 @@ async fn walk_bitmaps(link: &mut Link, e: &mut DiscoveredEcu) {
         let req = Request::CurrentData { pids: vec![next] };
         match link.request(Target::Physical(channel), &req).await {
             Ok(answers) => {
+                // Not `any`: every answer's bitmaps are added, not just the first.
                 let added = answers
                     .iter()
-                    .fold(false, |acc, a| add_bitmaps(&mut e.supported, &a.response) || acc);
+                    .filter(|a| add_bitmaps(&mut e.supported, &a.response))
+                    .count()
+                    > 0;
                 if !added {
                     tracing::warn!(ecu = %e.ecu, pid = next, "ECU flagged a bitmap it does not answer");
                     break;
@@ -197,7 +203,10 @@ async fn read_identity(link: &mut Link, e: &mut DiscoveredEcu) {
         if !infotypes.contains(&infotype) {
             continue;
         }
-        let answers = match link.request(target, &Request::VehicleInfo { infotype }).await {
+        let answers = match link
+            .request(target, &Request::VehicleInfo { infotype })
+            .await
+        {
             Ok(a) => a,
             Err(err) => {
                 tracing::warn!(ecu = %e.ecu, infotype, cause = %err, "vehicle information unreadable");

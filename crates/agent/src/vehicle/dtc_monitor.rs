@@ -154,14 +154,13 @@ impl DtcMonitor {
         let mut out = Vec::new();
         for a in answers {
             match a.response {
-                Response::UdsReadDtcInformation(ReadDtcResponse::DtcsByStatusMask(list)) => {
-                    out.extend(list.dtcs.iter().map(|r| v1::Dtc {
+                Response::UdsReadDtcInformation(ReadDtcResponse::DtcsByStatusMask(list)) => out
+                    .extend(list.dtcs.iter().map(|r| v1::Dtc {
                         code: r.dtc.code().to_string(),
                         kind: v1::DtcKind::Uds as i32,
                         uds_status: u32::from(r.status.0),
                         failure_type: r.dtc.raw() & 0xFF,
-                    }))
-                }
+                    })),
                 Response::Negative(_) => return Ok(None),
                 _ => {}
             }
@@ -209,7 +208,7 @@ impl DtcMonitor {
             .unwrap_or(&empty);
         let mut ecus = Vec::new();
         let ids: BTreeSet<CanId> = sets.keys().chain(baseline.keys()).copied().collect();
-        let changes: Vec<(CanId, Vec<v1::Dtc>, Vec<v1::Dtc>, Vec<v1::Dtc>)> = ids
+        let changes: Vec<EcuChange> = ids
             .into_iter()
             .map(|id| {
                 let cur = sets.get(&id).cloned().unwrap_or_default();
@@ -226,9 +225,7 @@ impl DtcMonitor {
                 (Some(ch), true) => read_mil(link, ch).await?,
                 _ => false,
             };
-            let has_stored = current
-                .iter()
-                .any(|d| d.kind == v1::DtcKind::Stored as i32);
+            let has_stored = current.iter().any(|d| d.kind == v1::DtcKind::Stored as i32);
             let freeze_frame = match (channel, has_stored) {
                 (Some(ch), true) => read_freeze_frame(link, ch, 0).await?,
                 _ => None,
@@ -259,6 +256,9 @@ impl DtcMonitor {
     }
 }
 
+/// One ECU's current codes, and what appeared and cleared since the baseline.
+type EcuChange = (CanId, Vec<v1::Dtc>, Vec<v1::Dtc>, Vec<v1::Dtc>);
+
 /// What identifies a code in a set (see the module doc on UDS status bytes).
 fn dtc_key(d: &v1::Dtc) -> (i32, &str, u32) {
     (d.kind, d.code.as_str(), d.failure_type)
@@ -283,7 +283,10 @@ fn differs(a: &DtcSets, b: &DtcSets) -> bool {
 /// PID 01 byte A bit 7, from one ECU.
 async fn read_mil(link: &mut Link, ch: Channel) -> Result<bool, DiagError> {
     let answers = link
-        .request(Target::Physical(ch), &Request::CurrentData { pids: vec![0x01] })
+        .request(
+            Target::Physical(ch),
+            &Request::CurrentData { pids: vec![0x01] },
+        )
         .await?;
     Ok(answers.iter().any(|a| match &a.response {
         Response::CurrentData(data) => data
@@ -383,7 +386,11 @@ async fn read_context(
         if let Some(src) = discovery.source_of(pid)
             && let Some(ch) = src.channel
         {
-            by_ecu.entry(src.ecu).or_insert((ch, Vec::new())).1.push(pid);
+            by_ecu
+                .entry(src.ecu)
+                .or_insert((ch, Vec::new()))
+                .1
+                .push(pid);
         }
     }
     let mut out = BTreeMap::new();
@@ -433,7 +440,10 @@ mod tests {
         let y: DtcSets = [(ecm, vec![u2])].into();
         assert!(!differs(&x, &y));
         let empty: DtcSets = [(ecm, vec![])].into();
-        assert!(!differs(&empty, &DtcSets::new()), "an ECU with no codes is no change");
+        assert!(
+            !differs(&empty, &DtcSets::new()),
+            "an ECU with no codes is no change"
+        );
         assert_eq!(
             minus(&b[&ecm], &a[&ecm]),
             vec![dtc("P0420", v1::DtcKind::Stored)]

@@ -13,6 +13,19 @@
 //! - [`signals`]: signal names (COVESA VSS style) for PIDs, and the default schedule.
 //!
 //! Output goes to the spool writer as [`Message`]s; commands come in as [`VehicleRequest`]s.
+//! Two private modules carry the machinery: `link` (every request passes one token bucket
+//! and one count of consecutive silences) and `task` (the discover / awake / asleep state
+//! machine and the command handlers).
+//!
+//! Decisions worth knowing:
+//! - A ReadDtcs command's report (reason COMMAND) travels only in the command result; it
+//!   becomes the monitor's baseline, so the same change is not sent again as a DTC message.
+//!   A ClearDtcs answers the report read after the clear *and* sends it as a DTC message
+//!   (reason CHANGED), as the monitor would have.
+//! - One addressing width per link: with 29-bit ids only 29-bit ECUs answer (on the
+//!   simulator's hybrid car, the hybrid controller alone, and no VIN).
+//! - Each signal is sampled from one ECU, the lowest id that supports its PID; a ReadPids
+//!   command asks every ECU that supports each PID.
 
 pub mod discovery;
 pub mod dtc_monitor;
@@ -165,7 +178,9 @@ pub async fn run(
     match tokio::time::timeout(FLUSH_TIMEOUT, task.flush()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(cause = %e, "partial telemetry batch lost at shutdown"),
-        Err(_) => tracing::warn!("partial telemetry batch lost at shutdown: the spool writer did not take it"),
+        Err(_) => tracing::warn!(
+            "partial telemetry batch lost at shutdown: the spool writer did not take it"
+        ),
     }
 }
 

@@ -294,7 +294,10 @@ mod tests {
         let mut s = Scheduler::new(&specs, t0);
         let d = car();
         let batches = s.take_due(t0, &d);
-        let shape: Vec<(u32, Vec<u8>)> = batches.iter().map(|b| (b.ecu.raw(), b.pids.clone())).collect();
+        let shape: Vec<(u32, Vec<u8>)> = batches
+            .iter()
+            .map(|b| (b.ecu.raw(), b.pids.clone()))
+            .collect();
         assert_eq!(
             shape,
             vec![
@@ -320,9 +323,15 @@ mod tests {
         };
         assert_eq!(pids(s.take_due(t0, &d)), vec![0x05, 0x0D]);
         for i in 1..10 {
-            assert_eq!(pids(s.take_due(t0 + Duration::from_secs(i), &d)), vec![0x0D]);
+            assert_eq!(
+                pids(s.take_due(t0 + Duration::from_secs(i), &d)),
+                vec![0x0D]
+            );
         }
-        assert_eq!(pids(s.take_due(t0 + Duration::from_secs(10), &d)), vec![0x05, 0x0D]);
+        assert_eq!(
+            pids(s.take_due(t0 + Duration::from_secs(10), &d)),
+            vec![0x05, 0x0D]
+        );
         // Five seconds late: one sample, then the period again from now.
         let late = t0 + Duration::from_secs(16);
         assert_eq!(pids(s.take_due(late, &d)), vec![0x0D]);
@@ -334,7 +343,10 @@ mod tests {
         assert_eq!(backoff(Duration::from_secs(1), 1), Duration::from_secs(2));
         assert_eq!(backoff(Duration::from_secs(1), 3), Duration::from_secs(8));
         assert_eq!(backoff(Duration::from_secs(1), 40), BACKOFF_CAP);
-        assert_eq!(backoff(Duration::from_secs(600), 2), Duration::from_secs(600));
+        assert_eq!(
+            backoff(Duration::from_secs(600), 2),
+            Duration::from_secs(600)
+        );
         let t0 = Instant::now();
         let mut s = Scheduler::new(&[spec(0x0D, 1000)], t0);
         let d = car();
@@ -378,7 +390,10 @@ mod tests {
         assert_eq!(b.deadline(), Some(t0 + Duration::from_secs(5)));
         let full = b.push(vec![sample(3), sample(4)], t0 + Duration::from_secs(1));
         assert_eq!(full.len(), 1);
-        assert_eq!(full[0].iter().map(|s| s.pid).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            full[0].iter().map(|s| s.pid).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
         // The leftover's age counts from when it arrived.
         assert_eq!(b.deadline(), Some(t0 + Duration::from_secs(6)));
         assert!(b.take_if_old(t0 + Duration::from_secs(5)).is_none());

@@ -114,7 +114,9 @@ pub fn pid_for(name: &str) -> Option<u8> {
         .or_else(|| name.strip_prefix("0X"))
         .unwrap_or(name);
     if hex.len() <= 2 {
-        return u8::from_str_radix(hex, 16).ok().filter(|&p| is_sampleable(p));
+        return u8::from_str_radix(hex, 16)
+            .ok()
+            .filter(|&p| is_sampleable(p));
     }
     None
 }

@@ -34,7 +34,9 @@ enum Phase {
     /// Discovery is due (at start, and when a probe was answered).
     Discover,
     Awake,
-    Asleep { next_probe: Instant },
+    Asleep {
+        next_probe: Instant,
+    },
 }
 
 #[derive(Debug)]
@@ -391,7 +393,9 @@ impl Task {
                 let pid = u8::try_from(e.pid)
                     .ok()
                     .filter(|&p| signals::is_sampleable(p))
-                    .ok_or_else(|| invalid(format!("PID 0x{:02X} is not a Mode 01 signal", e.pid)))?;
+                    .ok_or_else(|| {
+                        invalid(format!("PID 0x{:02X} is not a Mode 01 signal", e.pid))
+                    })?;
                 if !e.signal.is_empty()
                     && let Some(named) = signals::pid_for(&e.signal)
                     && named != pid
@@ -515,15 +519,24 @@ impl Task {
         discovery: &Discovery,
     ) -> Result<Result<v1::DtcReport, RequestError>, OutputClosed> {
         let Some(ch) = discovery.source_of(0x0D).and_then(|e| e.channel) else {
-            return Ok(Err(moving("vehicle speed (PID 0D) is not supported: cannot confirm the vehicle is stopped")));
+            return Ok(Err(moving(
+                "vehicle speed (PID 0D) is not supported: cannot confirm the vehicle is stopped",
+            )));
         };
         let speed = self
             .link
-            .request(Target::Physical(ch), &Request::CurrentData { pids: vec![0x0D] })
+            .request(
+                Target::Physical(ch),
+                &Request::CurrentData { pids: vec![0x0D] },
+            )
             .await;
         let speed = match speed {
             Err(e) if e.is_silence() => return Ok(Err(request_error(e))),
-            Err(e) => return Ok(Err(moving(format!("vehicle speed unreadable ({e}): not clearing")))),
+            Err(e) => {
+                return Ok(Err(moving(format!(
+                    "vehicle speed unreadable ({e}): not clearing"
+                ))));
+            }
             Ok(answers) => answers.iter().find_map(|a| match &a.response {
                 Response::CurrentData(data) => data
                     .iter()
@@ -537,11 +550,19 @@ impl Task {
             }),
         };
         match speed {
-            Some(v) if v == 0.0 => {}
-            Some(v) => return Ok(Err(moving(format!("vehicle moving at {v} km/h: not clearing")))),
+            Some(0.0) => {}
+            Some(v) => {
+                return Ok(Err(moving(format!(
+                    "vehicle moving at {v} km/h: not clearing"
+                ))));
+            }
             None => return Ok(Err(moving("vehicle speed unreadable: not clearing"))),
         }
-        let answers = match self.link.request(Target::Functional, &Request::ClearDtcs).await {
+        let answers = match self
+            .link
+            .request(Target::Functional, &Request::ClearDtcs)
+            .await
+        {
             Ok(a) => a,
             Err(e) => return Ok(Err(request_error(e))),
         };
@@ -552,10 +573,17 @@ impl Task {
                 _ => None,
             })
             .collect();
-        tracing::info!(answers = answers.len(), refused = refusals.len(), "DTCs cleared (service 04)");
+        tracing::info!(
+            answers = answers.len(),
+            refused = refusals.len(),
+            "DTCs cleared (service 04)"
+        );
         let polled = self.poll_dtcs(discovery, PollMode::AfterClear).await?;
         if !refusals.is_empty() {
-            return Ok(Err(refused(format!("clear refused: {}", refusals.join("; ")))));
+            return Ok(Err(refused(format!(
+                "clear refused: {}",
+                refusals.join("; ")
+            ))));
         }
         Ok(polled
             .map_err(request_error)
