@@ -546,8 +546,7 @@ impl FileConfig {
         let mut out: Vec<SignalSpec> = Vec::new();
         for (i, s) in self.signals.iter().enumerate() {
             let key = format!("signals[{i}]");
-            let (name, pid) =
-                signals::resolve(s.name.as_deref(), s.pid).map_err(|e| invalid(key.clone(), e))?;
+            let (name, pid) = resolve_signal(s).map_err(|e| invalid(key.clone(), e))?;
             let period = duration(&format!("{key}.period"), &s.period)?;
             if period < Duration::from_millis(100) {
                 return Err(invalid(
@@ -582,6 +581,29 @@ impl FileConfig {
             duration("commands.max_ttl", &self.commands.max_ttl)?,
             duration("commands.max_clock_skew", &self.commands.max_clock_skew)?,
         ))
+    }
+}
+
+/// A `[[signals]]` entry to its name and PID: a name alone (VSS or `obd.<key>`), a PID alone
+/// (named as the agent names it), or both (the name is then the operator's own).
+fn resolve_signal(s: &SignalEntry) -> Result<(String, u8), String> {
+    match (&s.name, s.pid) {
+        (None, None) => Err("give a name, a pid, or both".into()),
+        (Some(name), None) => signals::pid_for(name).map(|pid| (name.clone(), pid)).ok_or_else(|| {
+            format!("unknown signal {name:?}: use a VSS name the agent knows (e.g. Vehicle.Speed), obd.<key>, or give `pid`")
+        }),
+        (name, Some(pid)) => {
+            if !signals::is_sampleable(pid) {
+                return Err(format!("PID 0x{pid:02X} is not a Mode 01 PID the agent can decode"));
+            }
+            match name {
+                Some(n) if n.is_empty() => Err("name must not be empty".into()),
+                Some(n) => Ok((n.clone(), pid)),
+                None => signals::name_for(pid)
+                    .map(|n| (n, pid))
+                    .ok_or_else(|| format!("PID 0x{pid:02X} has no name")),
+            }
+        }
     }
 }
 

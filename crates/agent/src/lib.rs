@@ -13,7 +13,7 @@
 //! | [`command`] | downlink commands: signature, expiry and replay checks, then execution |
 //! | [`status`] | the local status endpoint (JSON and Prometheus text) |
 //!
-//! [`run`] wires them together; `main` only parses flags, sets up logging and passes a
+//! [`run()`] wires them together; `main` only parses flags, sets up logging and passes a
 //! shutdown signal. What the agent does not do: decode protocols (that is `telltale-obd`),
 //! drive CAN hardware (`telltale-can`), or decide what a fault means (the cloud's business).
 

@@ -13,11 +13,26 @@
 //! - [`signals`]: signal names (COVESA VSS style) for PIDs, and the default schedule.
 //!
 //! Output goes to the spool writer as [`Message`]s; commands come in as [`VehicleRequest`]s.
+//! Two private modules carry the machinery: `link` (every request passes one token bucket
+//! and one count of consecutive silences) and `task` (the discover / awake / asleep state
+//! machine and the command handlers).
+//!
+//! Decisions worth knowing:
+//! - A ReadDtcs command's report (reason COMMAND) travels only in the command result; it
+//!   becomes the monitor's baseline, so the same change is not sent again as a DTC message.
+//!   A ClearDtcs answers the report read after the clear *and* sends it as a DTC message
+//!   (reason CHANGED), as the monitor would have.
+//! - One addressing width per link: with 29-bit ids only 29-bit ECUs answer (on the
+//!   simulator's hybrid car, the hybrid controller alone, and no VIN).
+//! - Each signal is sampled from one ECU, the lowest id that supports its PID; a ReadPids
+//!   command asks every ECU that supports each PID.
 
 pub mod discovery;
 pub mod dtc_monitor;
+mod link;
 pub mod sampler;
 pub mod signals;
+mod task;
 
 use std::time::Duration;
 
@@ -125,6 +140,56 @@ pub async fn run(
     state: watch::Sender<VehicleState>,
     cancel: CancellationToken,
 ) {
-    let _ = (client, config, out, requests, state, cancel);
-    todo!("vehicle::run")
+    let link = link::Link::new(client, config.max_requests_per_second, state);
+    let mut task = task::Task::new(link, config, out);
+    let mut requests = requests;
+    let mut requests_open = true;
+    loop {
+        let wake = task.next_wake();
+        // Work and commands are awaited inside a select on `cancel`: a request in flight or a
+        // send blocked on a full spool never holds up shutdown.
+        let done = tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            req = requests.recv(), if requests_open => match req {
+                Some(req) => tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => break,
+                    r = task.handle(req) => r,
+                },
+                None => {
+                    requests_open = false;
+                    Ok(())
+                }
+            },
+            () = tokio::time::sleep_until(wake) => tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                r = task.step() => r,
+            },
+        };
+        if let Err(e) = done {
+            tracing::warn!(cause = %e, "vehicle task stops");
+            return;
+        }
+    }
+    // The partial batch is not lost on shutdown; the spool writer drains its channel before
+    // it stops, but a writer that is gone (or stuck) does not hold the vehicle task forever.
+    match tokio::time::timeout(FLUSH_TIMEOUT, task.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(cause = %e, "partial telemetry batch lost at shutdown"),
+        Err(_) => tracing::warn!(
+            "partial telemetry batch lost at shutdown: the spool writer did not take it"
+        ),
+    }
+}
+
+/// How long the last telemetry batch may wait for room in the output channel at shutdown.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The device clock, UTC milliseconds since the Unix epoch (0 if the clock is before 1970).
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
