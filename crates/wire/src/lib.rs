@@ -5,6 +5,7 @@
 //! scheme in [`topic`]. Every crate that puts bytes on the wire gets its types from here, so the
 //! contract lives in one place. No I/O.
 
+pub mod signing;
 pub mod topic;
 
 /// Messages of `proto/telltale/v1`.
