@@ -88,7 +88,12 @@ impl Spool {
 
     /// Stores a message; durable according to the fsync policy when it returns. Drops older
     /// records (by class, oldest first) to stay within `max_bytes`.
-    pub fn append(&mut self, class: Class, topic: &str, payload: &[u8]) -> Result<RecordId, SpoolError> {
+    pub fn append(
+        &mut self,
+        class: Class,
+        topic: &str,
+        payload: &[u8],
+    ) -> Result<RecordId, SpoolError> {
         let _ = (class, topic, payload);
         todo!()
     }
