@@ -233,7 +233,7 @@ fn looks_like_pid(text: &str) -> bool {
         .map(|d| (d, true))
         .unwrap_or((text, false));
     match digits {
-        (d, true) => !d.is_empty(),
+        (_, true) => true,
         (d, false) => (1..=2).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_hexdigit()),
     }
 }
