@@ -48,7 +48,8 @@ enum Command {
     ///
     /// Exit status: 0 when the agent ran the command, 2 when it refused or failed it (the JSON
     /// on stdout says why), 1 when no result could be had (broker unreachable, timeout).
-    Command(command::CommandArgs),
+    #[command(name = "command")]
+    Cmd(command::CommandArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,7 +65,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Decode { file } => decode::run(&file),
         Command::Scan(args) => scan::run(args),
-        Command::Command(args) => match command::run(args) {
+        Command::Cmd(args) => match command::run(args) {
             Ok(code) => return code,
             Err(err) => Err(err),
         },

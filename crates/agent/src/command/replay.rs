@@ -115,10 +115,10 @@ impl ReplayGuard {
         if self.seen.contains_key(&command.command_id) {
             return Err(ReplayError::Seen(command.command_id.clone()));
         }
-        if let Some(horizon) = self.horizon {
-            if command.issued_unix_ms <= horizon {
-                return Err(ReplayError::BeforeHorizon(horizon));
-            }
+        if let Some(horizon) = self.horizon
+            && command.issued_unix_ms <= horizon
+        {
+            return Err(ReplayError::BeforeHorizon(horizon));
         }
         if self.seen.len() >= self.capacity {
             return Err(ReplayError::Full(self.seen.len()));
