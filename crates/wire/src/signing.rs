@@ -34,6 +34,16 @@ pub struct TrustedKey {
     pub key: VerifyingKey,
 }
 
+impl TrustedKey {
+    /// A key from configuration: its id and the base64 of its raw 32 bytes.
+    pub fn parse(id: &str, public_key_base64: &str) -> Result<TrustedKey, KeyError> {
+        Ok(TrustedKey {
+            id: id.to_owned(),
+            key: parse_verifying_key(public_key_base64)?,
+        })
+    }
+}
+
 /// What a vehicle accepts: whose signatures, addressed to whom, and how far its clock and the
 /// cloud's may disagree.
 #[derive(Debug, Clone)]
@@ -383,6 +393,14 @@ mod tests {
             Ok(k.to_bytes())
         );
         assert_eq!(parse_verifying_key(&public), Ok(k.verifying_key()));
+        assert_eq!(
+            TrustedKey::parse("ops", &public),
+            Ok(TrustedKey {
+                id: "ops".into(),
+                key: k.verifying_key()
+            })
+        );
+        assert!(TrustedKey::parse("ops", "").is_err());
         assert!(matches!(
             parse_verifying_key("not base64!"),
             Err(KeyError::NotBase64(_))

@@ -30,6 +30,10 @@ pub use telltale_wire::signing::TrustedKey;
 /// refuses new ones rather than forget old ones.
 pub const MAX_REMEMBERED_COMMANDS: usize = 4096;
 
+/// A reasonable [`CommandConfig::request_timeout`]: longer than a slow multi-ECU DTC read,
+/// short enough that the operator's CLI (30 s wait by default) still gets an answer.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What the command handler needs to know (from [`crate::config`]).
 #[derive(Debug, Clone)]
 pub struct CommandConfig {
@@ -46,8 +50,8 @@ pub struct CommandConfig {
     pub max_clock_skew: Duration,
     /// Where the replay guard keeps the ids seen (rewritten atomically; a few KiB).
     pub replay_file: PathBuf,
-    /// How long a command waits for the vehicle task to answer (suggested: 10 s; a sleeping
-    /// car or a busy bus answers with VEHICLE_UNREACHABLE after this).
+    /// How long a command waits for the vehicle task to answer ([`DEFAULT_REQUEST_TIMEOUT`]);
+    /// after it the result is VEHICLE_UNREACHABLE (a sleeping car, a jammed bus).
     pub request_timeout: Duration,
 }
 
