@@ -109,6 +109,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
             max_ttl: settings.max_ttl,
             max_clock_skew: settings.max_clock_skew,
             replay_file: settings.state_dir.join("commands-seen"),
+            request_timeout: command::DEFAULT_REQUEST_TIMEOUT,
         },
         cmd_rx,
         req_tx,

@@ -2,9 +2,12 @@
 //!
 //! - `telltale decode FILE` turns a `candump -L` log into one JSON object per diagnostic request
 //!   and response ([`decode`]).
+//! - `telltale command ...` signs and sends a downlink command to one vehicle and prints its
+//!   result, and makes the key that signs commands ([`command`]).
 //!
 //! The protocol work is all in `telltale-obd`; this crate only reads files and prints.
 
+mod command;
 mod decode;
 mod scan;
 
@@ -41,6 +44,12 @@ enum Command {
     /// Text for people by default; `--json` for scripts (shapes in `telltale scan --help`).
     /// Logs (RUST_LOG, default warn) go to stderr.
     Scan(scan::ScanArgs),
+    /// Send a signed command to a vehicle over MQTT and print its result; make signing keys.
+    ///
+    /// Exit status: 0 when the agent ran the command, 2 when it refused or failed it (the JSON
+    /// on stdout says why), 1 when no result could be had (broker unreachable, timeout).
+    #[command(name = "command")]
+    Cmd(command::CommandArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +65,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Decode { file } => decode::run(&file),
         Command::Scan(args) => scan::run(args),
+        Command::Cmd(args) => match command::run(args) {
+            Ok(code) => return code,
+            Err(err) => Err(err),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
