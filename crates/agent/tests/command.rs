@@ -376,7 +376,7 @@ async fn clear_is_refused_unless_allowed() {
         .ask(signed(&command("clr", Action::ClearDtcs(v1::ClearDtcs {}))))
         .await;
     assert!(!r.ok);
-    assert_eq!(code(&r), E::InvalidArgument);
+    assert_eq!(code(&r), E::NotPermitted);
     assert!(r.error.contains("allow_clear"), "{}", r.error);
     assert_eq!(agent.stop().await, Vec::<String>::new());
 }

@@ -85,7 +85,7 @@ impl Executor {
                 Err(e) => Err(e),
             },
             Some(Action::ClearDtcs(_)) if !self.allow_clear => Err(error(
-                v1::CommandError::InvalidArgument,
+                v1::CommandError::NotPermitted,
                 "clearing DTCs is disabled on this agent (allow_clear = false)",
             )),
             Some(Action::ClearDtcs(_)) => self
