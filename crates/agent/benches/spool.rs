@@ -81,7 +81,10 @@ fn median(v: &mut [Duration]) -> Duration {
 }
 
 fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -119,7 +122,10 @@ fn main() -> anyhow::Result<()> {
         "| {:<24} | {:>18} | {:>11} | {:>10} | {:>10} |",
         "policy", "median per message", "messages/s", "vs Never", "vs Always"
     );
-    println!("|{:-<26}|{:->20}|{:->13}|{:->12}|{:->12}|", "", "", "", "", "");
+    println!(
+        "|{:-<26}|{:->20}|{:->13}|{:->12}|{:->12}|",
+        "", "", "", "", ""
+    );
     for (name, lat, rate) in rows {
         let s = lat.as_secs_f64();
         println!(

@@ -34,7 +34,11 @@ fn payload(seq: u64) -> Vec<u8> {
 }
 
 fn class_of(seq: u64) -> Class {
-    if seq % 5 == 0 { Class::Dtc } else { Class::Telemetry }
+    if seq.is_multiple_of(5) {
+        Class::Dtc
+    } else {
+        Class::Telemetry
+    }
 }
 
 /// The sequence number a payload claims, if the rest of it agrees.
@@ -111,15 +115,27 @@ fn killed_writer_loses_nothing_it_reported() {
             assert_eq!(r.topic, format!("crash/{seq}"));
             assert_eq!(r.class, class_of(seq));
             if let Some((c, id)) = last {
-                assert!(c > r.class || (c == r.class && id < r.id.0), "order: {id} then {}", r.id.0);
+                assert!(
+                    c > r.class || (c == r.class && id < r.id.0),
+                    "order: {id} then {}",
+                    r.id.0
+                );
             }
             last = Some((r.class, r.id.0));
             found.insert(r.id.0, seq);
         }
         for (id, seq) in &printed {
-            assert_eq!(found.get(id), Some(seq), "round {round}: printed id {id} (seq {seq}) missing");
+            assert_eq!(
+                found.get(id),
+                Some(seq),
+                "round {round}: printed id {id} (seq {seq}) missing"
+            );
         }
-        let new_ids: Vec<u64> = printed.keys().copied().filter(|&id| id > max_id_before).collect();
+        let new_ids: Vec<u64> = printed
+            .keys()
+            .copied()
+            .filter(|&id| id > max_id_before)
+            .collect();
         assert!(!new_ids.is_empty());
         assert!(
             found

@@ -32,11 +32,11 @@ pub(crate) enum SizeError {
 /// Why bytes on disk are not a valid frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FrameError {
-    BadMagic,
-    BadLength,
-    BadClass,
-    BadCrc,
-    BadTopic,
+    Magic,
+    Length,
+    Class,
+    Crc,
+    Topic,
 }
 
 /// The fixed part of a frame, as parsed from its first [`HEADER_LEN`] bytes.
@@ -92,15 +92,15 @@ pub(crate) fn encode(
 /// Parses the fixed header; the CRC can only be checked once the body is read too.
 pub(crate) fn parse_header(h: &[u8; HEADER_LEN]) -> Result<Header, FrameError> {
     if h[0..4] != MAGIC {
-        return Err(FrameError::BadMagic);
+        return Err(FrameError::Magic);
     }
     let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
     let crc = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
     let id = u64::from_le_bytes([h[12], h[13], h[14], h[15], h[16], h[17], h[18], h[19]]);
-    let class = Class::from_u8(h[20]).ok_or(FrameError::BadClass)?;
+    let class = Class::from_u8(h[20]).ok_or(FrameError::Class)?;
     let topic_len = u16::from_le_bytes([h[22], h[23]]);
     if h[21] != 0 || (len as usize) < HEADER_LEN + topic_len as usize {
-        return Err(FrameError::BadLength);
+        return Err(FrameError::Length);
     }
     Ok(Header {
         len,
@@ -114,14 +114,18 @@ pub(crate) fn parse_header(h: &[u8; HEADER_LEN]) -> Result<Header, FrameError> {
 impl Header {
     /// Checks the CRC over the header bytes and the body that followed them, and that the
     /// topic is text.
-    pub(crate) fn check_body(&self, header: &[u8; HEADER_LEN], body: &[u8]) -> Result<(), FrameError> {
+    pub(crate) fn check_body(
+        &self,
+        header: &[u8; HEADER_LEN],
+        body: &[u8],
+    ) -> Result<(), FrameError> {
         if body.len() + HEADER_LEN != self.len as usize {
-            return Err(FrameError::BadLength);
+            return Err(FrameError::Length);
         }
         if crc_of(header, body) != self.crc {
-            return Err(FrameError::BadCrc);
+            return Err(FrameError::Crc);
         }
-        std::str::from_utf8(&body[..self.topic_len as usize]).map_err(|_| FrameError::BadTopic)?;
+        std::str::from_utf8(&body[..self.topic_len as usize]).map_err(|_| FrameError::Topic)?;
         Ok(())
     }
 }
@@ -129,12 +133,12 @@ impl Header {
 /// Checks a whole frame read back from disk and splits it.
 pub(crate) fn decode(frame: &[u8]) -> Result<Decoded<'_>, FrameError> {
     let Some((head, body)) = frame.split_first_chunk::<HEADER_LEN>() else {
-        return Err(FrameError::BadLength);
+        return Err(FrameError::Length);
     };
     let header = parse_header(head)?;
     header.check_body(head, body)?;
     let (topic, payload) = body.split_at(header.topic_len as usize);
-    let topic = std::str::from_utf8(topic).map_err(|_| FrameError::BadTopic)?;
+    let topic = std::str::from_utf8(topic).map_err(|_| FrameError::Topic)?;
     Ok(Decoded {
         header,
         topic,
@@ -158,7 +162,14 @@ mod tests {
     #[test]
     fn round_trip() {
         let mut buf = Vec::new();
-        encode(&mut buf, 42, Class::Dtc, "telltale/v1/d/dtc", b"\x01\x02\x03").unwrap();
+        encode(
+            &mut buf,
+            42,
+            Class::Dtc,
+            "telltale/v1/d/dtc",
+            b"\x01\x02\x03",
+        )
+        .unwrap();
         assert_eq!(buf.len() as u64, frame_len(17, 3));
         let d = decode(&buf).unwrap();
         assert_eq!(d.header.id, 42);

@@ -53,7 +53,8 @@ pub(crate) fn load(dir: &Path) -> Result<Loaded, SpoolError> {
     let mut bytes = Vec::new();
     match File::open(&path) {
         Ok(mut f) => {
-            f.read_to_end(&mut bytes).map_err(|e| SpoolError::io(&path, e))?;
+            f.read_to_end(&mut bytes)
+                .map_err(|e| SpoolError::io(&path, e))?;
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Loaded::default()),
         Err(e) => return Err(SpoolError::io(&path, e)),
@@ -158,7 +159,9 @@ impl Journal {
         if !self.dirty {
             return Ok(false);
         }
-        self.file.sync_data().map_err(|e| SpoolError::io(&self.path, e))?;
+        self.file
+            .sync_data()
+            .map_err(|e| SpoolError::io(&self.path, e))?;
         self.dirty = false;
         Ok(true)
     }

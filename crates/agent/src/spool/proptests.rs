@@ -9,7 +9,10 @@ use super::*;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { class: usize, len: usize },
+    Append {
+        class: usize,
+        len: usize,
+    },
     Next,
     /// Ack the n-th record ever handed out (it may be acked or dropped already).
     Ack(usize),
@@ -61,7 +64,11 @@ impl Model {
             let lowest = self.records.values().map(|r| r.class).min();
             match lowest {
                 Some(c) if c <= class => {
-                    let oldest = self.records.iter().find(|(_, r)| r.class == c).map(|(id, _)| *id);
+                    let oldest = self
+                        .records
+                        .iter()
+                        .find(|(_, r)| r.class == c)
+                        .map(|(id, _)| *id);
                     if let Some(oldest) = oldest {
                         self.records.remove(&oldest);
                         self.dropped[c as usize] += 1;
@@ -85,7 +92,12 @@ impl Model {
     }
 
     fn next(&mut self) -> Option<Record> {
-        let class = self.records.values().filter(|r| !r.in_flight).map(|r| r.class).max()?;
+        let class = self
+            .records
+            .values()
+            .filter(|r| !r.in_flight)
+            .map(|r| r.class)
+            .max()?;
         let (id, r) = self
             .records
             .iter_mut()
@@ -119,7 +131,10 @@ fn check_stats(s: &Spool, m: &Model) -> Result<(), TestCaseError> {
     let st = s.stats();
     prop_assert_eq!(st.messages, m.records.len() as u64);
     prop_assert_eq!(st.bytes, m.bytes());
-    prop_assert_eq!(st.in_flight, m.records.values().filter(|r| r.in_flight).count() as u64);
+    prop_assert_eq!(
+        st.in_flight,
+        m.records.values().filter(|r| r.in_flight).count() as u64
+    );
     Ok(())
 }
 
@@ -276,9 +291,9 @@ proptest! {
         let fail = |e: SpoolError| TestCaseError::fail(e.to_string());
         let mut s = open(dir.path(), 1 << 30, 500).map_err(fail)?;
         let mut unacked = Vec::new();
-        for i in 0..n {
+        for (i, &ack) in acked.iter().enumerate().take(n) {
             let id = s.append(Class::Telemetry, "t", &[i as u8; 40]).map_err(fail)?;
-            if acked[i] {
+            if ack {
                 s.ack(id).map_err(fail)?;
             } else {
                 unacked.push(id.0);

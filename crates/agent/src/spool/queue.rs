@@ -37,10 +37,10 @@ impl Queue {
 
     /// Moves the oldest waiting record (which must be `id`) in flight.
     pub(crate) fn mark_in_flight(&mut self, id: u64) {
-        if self.waiting.front().is_some_and(|e| e.id == id) {
-            if let Some(e) = self.waiting.pop_front() {
-                self.in_flight.insert(e.id, e);
-            }
+        if self.waiting.front().is_some_and(|e| e.id == id)
+            && let Some(e) = self.waiting.pop_front()
+        {
+            self.in_flight.insert(e.id, e);
         }
     }
 
@@ -76,7 +76,9 @@ impl Queue {
             }
         } else {
             self.waiting.extend(back.into_values());
-            self.waiting.make_contiguous().sort_unstable_by_key(|e| e.id);
+            self.waiting
+                .make_contiguous()
+                .sort_unstable_by_key(|e| e.id);
         }
     }
 
@@ -91,7 +93,12 @@ impl Queue {
     /// Every live entry, in id order (for tests and the open-time size check).
     #[cfg(test)]
     pub(crate) fn entries(&self) -> Vec<Entry> {
-        let mut v: Vec<Entry> = self.in_flight.values().chain(self.waiting.iter()).copied().collect();
+        let mut v: Vec<Entry> = self
+            .in_flight
+            .values()
+            .chain(self.waiting.iter())
+            .copied()
+            .collect();
         v.sort_unstable_by_key(|e| e.id);
         v
     }
@@ -122,7 +129,10 @@ mod tests {
         assert_eq!(q.oldest(), Some(e(1)));
         q.requeue();
         assert_eq!(q.in_flight(), 0);
-        assert_eq!(q.entries().iter().map(|e| e.id).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert_eq!(
+            q.entries().iter().map(|e| e.id).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
         assert_eq!(q.peek_waiting(), Some(e(1)));
     }
 

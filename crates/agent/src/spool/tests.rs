@@ -74,7 +74,9 @@ fn sends_highest_class_first_then_oldest() {
         Class::Dtc,
     ];
     for (n, c) in order.iter().enumerate() {
-        let id = s.append(*c, &format!("topic/{n}"), &payload(n as u64, 10)).unwrap();
+        let id = s
+            .append(*c, &format!("topic/{n}"), &payload(n as u64, 10))
+            .unwrap();
         assert_eq!(id, RecordId(n as u64 + 1));
     }
     let got = drain(&mut s).unwrap();
@@ -97,7 +99,10 @@ fn ack_removes_and_unknown_acks_are_ignored() {
     s.ack(first.id).unwrap();
     s.ack(RecordId(999)).unwrap();
     let st = s.stats();
-    assert_eq!((st.messages, st.in_flight, st.bytes), (2, 0, 2 * framed(50)));
+    assert_eq!(
+        (st.messages, st.in_flight, st.bytes),
+        (2, 0, 2 * framed(50))
+    );
     drop(s);
     let mut s = open(dir.path(), 1 << 20, 1 << 16).unwrap();
     assert_eq!(ids(&drain(&mut s).unwrap()), [2, 3]);
@@ -138,7 +143,11 @@ fn reopen_restores_unacked_records_in_order_with_same_ids() {
                 payload: p,
             });
         }
-        assert!(seg_files(dir.path()).len() > 8, "rollover expected: {:?}", seg_files(dir.path()));
+        assert!(
+            seg_files(dir.path()).len() > 8,
+            "rollover expected: {:?}",
+            seg_files(dir.path())
+        );
         // Ack a scattering, leave some in flight: in flight is not persisted.
         for r in written.iter().filter(|r| r.id.0 % 3 == 0) {
             s.ack(r.id).unwrap();
@@ -170,7 +179,11 @@ fn ids_keep_increasing_when_everything_was_acked() {
         }
     }
     let mut s = open(dir.path(), 1 << 20, 300).unwrap();
-    assert!(seg_files(dir.path()).is_empty(), "{:?}", seg_files(dir.path()));
+    assert!(
+        seg_files(dir.path()).is_empty(),
+        "{:?}",
+        seg_files(dir.path())
+    );
     assert_eq!(s.stats().messages, 0);
     assert_eq!(s.append(Class::Dtc, "d", b"again").unwrap(), RecordId(21));
 }
@@ -220,7 +233,10 @@ fn dropping_an_in_flight_record_makes_its_ack_a_no_op() {
     assert_eq!(s.stats().in_flight, 0);
     s.ack(first.id).unwrap();
     let st = s.stats();
-    assert_eq!((st.messages, st.bytes, st.dropped[0]), (2, 2 * framed(10), 1));
+    assert_eq!(
+        (st.messages, st.bytes, st.dropped[0]),
+        (2, 2 * framed(10), 1)
+    );
     assert_eq!(ids(&drain(&mut s).unwrap()), [2, 3]);
 }
 
@@ -230,7 +246,13 @@ fn too_large_is_refused_and_exact_fit_is_not() {
     let mut s = open(dir.path(), 100, 1 << 16).unwrap();
     let err = s.append(Class::Dtc, "t", &[0; 76]).unwrap_err();
     assert!(
-        matches!(err, SpoolError::TooLarge { size: 101, max: 100 }),
+        matches!(
+            err,
+            SpoolError::TooLarge {
+                size: 101,
+                max: 100
+            }
+        ),
         "{err:?}"
     );
     s.append(Class::Dtc, "t", &[0; 75]).unwrap();
@@ -263,15 +285,25 @@ fn segments_roll_over_and_are_deleted_once_acked() {
         let r = s.next_to_send().unwrap().unwrap();
         s.ack(r.id).unwrap();
     }
-    assert_eq!(seg_files(dir.path()).len(), 4, "one record still holds the first segment");
+    assert_eq!(
+        seg_files(dir.path()).len(),
+        4,
+        "one record still holds the first segment"
+    );
     let r = s.next_to_send().unwrap().unwrap();
     s.ack(r.id).unwrap();
-    assert_eq!(seg_files(dir.path())[0], "telemetry-00000000000000000009.seg");
+    assert_eq!(
+        seg_files(dir.path())[0],
+        "telemetry-00000000000000000009.seg"
+    );
     for r in drain(&mut s).unwrap() {
         s.ack(r.id).unwrap();
     }
     // The segment being appended to stays.
-    assert_eq!(seg_files(dir.path()), ["telemetry-00000000000000000025.seg"]);
+    assert_eq!(
+        seg_files(dir.path()),
+        ["telemetry-00000000000000000025.seg"]
+    );
     assert_eq!(s.stats().segments, 1);
 }
 
@@ -281,7 +313,11 @@ fn long_run_of_append_and_ack_keeps_the_directory_small() {
     let mut s = open(dir.path(), 1 << 20, 4096).unwrap();
     let mut most = 0;
     for n in 0..30_000u64 {
-        let class = if n % 10 == 0 { Class::Dtc } else { Class::Telemetry };
+        let class = if n % 10 == 0 {
+            Class::Dtc
+        } else {
+            Class::Telemetry
+        };
         s.append(class, "t", &payload(n, 100)).unwrap();
         // A publisher with a few messages in flight.
         if n % 4 == 3 {
@@ -298,7 +334,11 @@ fn long_run_of_append_and_ack_keeps_the_directory_small() {
     // Two active segments (≤ 4 KiB each), the journal (≤ 1024 + 2 × dead entries of 12
     // bytes, dead ≤ ~33 per segment); without compaction the journal alone would be 360 KB.
     assert!(most < 32 * 1024, "directory reached {most} bytes");
-    assert!(seg_files(dir.path()).len() <= 3, "{:?}", seg_files(dir.path()));
+    assert!(
+        seg_files(dir.path()).len() <= 3,
+        "{:?}",
+        seg_files(dir.path())
+    );
 }
 
 #[test]
@@ -421,7 +461,10 @@ fn a_vanished_directory_is_an_error_naming_the_path() {
     // A file where the directory should be.
     let file = dir.path().join("plain-file");
     fs::write(&file, b"").unwrap();
-    assert!(matches!(open(&file, 1 << 20, 1 << 16), Err(SpoolError::Io { .. })));
+    assert!(matches!(
+        open(&file, 1 << 20, 1 << 16),
+        Err(SpoolError::Io { .. })
+    ));
 }
 
 #[test]
