@@ -63,8 +63,11 @@ impl Broker {
 
     fn launch(&mut self) {
         let conf = self.dir.path().join("mosquitto.conf");
+        // `user root`: started as root (as in CI), mosquitto would otherwise switch to the
+        // `mosquitto` user and could not read the test's 0600 keys nor write its temporary
+        // directory. Started as anyone else, it stays that user and ignores the line.
         let text = format!(
-            "per_listener_settings false\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
+            "user root\nper_listener_settings false\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
              log_dest file {}/mosquitto.log\nlog_type all\nlistener {} 127.0.0.1\n{}\n",
             self.dir.path().display(),
             self.dir.path().display(),

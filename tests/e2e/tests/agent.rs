@@ -265,13 +265,19 @@ fn agent_reports_vehicle_info_telemetry_status_and_a_new_fault() {
         "pending P0420 reported before stored"
     );
 
-    let status = watch.wait_for("a retained online status", Duration::from_secs(10), |m| {
-        m.iter()
-            .filter(|r| r.topic == rig.topic("status"))
-            .filter_map(|r| v1::Status::decode(r.payload.as_slice()).ok())
-            .find(|s| s.presence == v1::Presence::Online as i32)
-    });
-    assert!(status.vehicle_awake);
+    // The first status goes out at connect, before the car answered; a new one follows when
+    // the vehicle side reports it awake.
+    let status = watch.wait_for(
+        "an online status with the car awake",
+        Duration::from_secs(10),
+        |m| {
+            m.iter()
+                .filter(|r| r.topic == rig.topic("status"))
+                .filter_map(|r| v1::Status::decode(r.payload.as_slice()).ok())
+                .find(|s| s.presence == v1::Presence::Online as i32 && s.vehicle_awake)
+        },
+    );
+    assert_eq!(status.link_state, "up", "{status:?}");
     let st = rig.status();
     assert_eq!(st["mqtt"]["connected"], true, "{st}");
     assert_eq!(st["vehicle"]["awake"], true, "{st}");
