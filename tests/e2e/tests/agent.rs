@@ -477,3 +477,123 @@ period = "500ms"
     );
     assert_eq!(status.dropped_dtc_reports, 0);
 }
+
+/// `telltale command send` to a running agent: signed commands run, an unsigned one and one
+/// signed with an unknown key get BAD_SIGNATURE results.
+#[test]
+fn signed_commands_run_and_unsigned_ones_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::start();
+    let watch = Collector::start(broker.port, "watch-cmd", "telltale/v1/+/cmd-result");
+    let (_sim, link) = simulator(dir.path(), "catalyst", "400");
+    let secret = dir.path().join("cloud.key");
+    let secret_s = secret.to_str().expect("utf-8").to_owned();
+    let keygen = telltale_e2e::telltale(&["command", "keygen", "--secret", &secret_s]);
+    assert!(
+        keygen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&keygen.stderr)
+    );
+    let public = String::from_utf8_lossy(&keygen.stdout).trim().to_owned();
+    let rig = AgentRig::new(
+        dir.path(),
+        "car-cmd",
+        &link,
+        &broker.url(),
+        &format!(
+            "{FAST}[commands]\ntrusted_keys = [{{ id = \"cloud\", public_key = \"{public}\" }}]\n"
+        ),
+    );
+    let _agent = rig.start();
+    wait_for(
+        "the agent to connect and wake",
+        Duration::from_secs(30),
+        || {
+            let st = rig.status();
+            st["mqtt"]["connected"] == true && st["vehicle"]["awake"] == true
+        },
+    );
+    let url = broker.url();
+    let send = |secret: &str, action: &[&str]| {
+        let mut args = vec![
+            "command", "send", "--mqtt", &url, "--device", "car-cmd", "--secret", secret,
+            "--key-id", "cloud", "--wait", "20s",
+        ];
+        args.extend_from_slice(action);
+        let out = telltale_e2e::telltale(&args);
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code(), doc)
+    };
+
+    let (code, doc) = send(&secret_s, &["read-pids", "0C,0D"]);
+    assert_eq!(code, Some(0), "{doc}");
+    let signals: Vec<&str> = doc["samples"]
+        .as_array()
+        .expect("samples")
+        .iter()
+        .filter_map(|s| s["signal"].as_str())
+        .collect();
+    assert!(signals.contains(&"Vehicle.Speed"), "{doc}");
+    assert!(
+        signals.contains(&"Vehicle.Powertrain.CombustionEngine.Speed"),
+        "{doc}"
+    );
+
+    let (code, doc) = send(&secret_s, &["read-dtcs"]);
+    assert_eq!(code, Some(0), "{doc}");
+    assert!(
+        doc["dtcs"]["ecus"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty()),
+        "{doc}"
+    );
+
+    // A key the agent does not trust: exit 2, BAD_SIGNATURE.
+    let other = dir.path().join("other.key");
+    let other_s = other.to_str().expect("utf-8").to_owned();
+    assert!(
+        telltale_e2e::telltale(&["command", "keygen", "--secret", &other_s])
+            .status
+            .success()
+    );
+    let (code, doc) = send(&other_s, &["read-dtcs"]);
+    assert_eq!(code, Some(2), "{doc}");
+    assert_eq!(doc["error_code"], "BAD_SIGNATURE", "{doc}");
+
+    // No signature at all, published by hand.
+    let command = v1::Command {
+        command_id: "unsigned-1".into(),
+        device_id: "car-cmd".into(),
+        issued_unix_ms: 0,
+        expires_unix_ms: i64::MAX,
+        action: Some(v1::command::Action::ClearDtcs(v1::ClearDtcs {})),
+    };
+    let signed = v1::SignedCommand {
+        command: command.encode_to_vec(),
+        signature: Vec::new(),
+        key_id: "cloud".into(),
+    };
+    watch.publish(&rig.topic("cmd"), signed.encode_to_vec());
+    let result = watch.wait_for(
+        "the unsigned command's result",
+        Duration::from_secs(20),
+        |m| {
+            m.iter()
+                .filter_map(|r| v1::CommandResult::decode(r.payload.as_slice()).ok())
+                .find(|r| r.command_id == "unsigned-1")
+        },
+    );
+    assert!(!result.ok);
+    assert_eq!(
+        result.error_code,
+        v1::CommandError::BadSignature as i32,
+        "{result:?}"
+    );
+    assert_eq!(rig.status()["mqtt"]["commands_received"], 4);
+}
