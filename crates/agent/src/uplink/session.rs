@@ -106,6 +106,11 @@ impl Session {
         let mut status_tick = tokio::time::interval(self.settings.status_period);
         status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut vehicle = self.vehicle.clone();
+        let mut vehicle_gone = false;
+        let mut last_vehicle = {
+            let v = vehicle.borrow_and_update();
+            (v.awake, v.link_state.clone())
+        };
         let mut drain_deadline: Option<Instant> = None;
         let mut spool_empty = false;
 
@@ -197,12 +202,23 @@ impl Session {
                 _ = status_tick.tick(), if connected => {
                     self.publish_status(&client, &status_topic, v1::Presence::Online, &mut queued);
                 }
-                changed = vehicle.changed(), if connected => {
-                    if changed.is_ok() {
-                        // Awake/asleep and link changes are news for the fleet view.
-                        self.publish_status(&client, &status_topic, v1::Presence::Online, &mut queued);
-                    } else {
-                        vehicle = self.vehicle.clone();
+                changed = vehicle.changed(), if !vehicle_gone => {
+                    if changed.is_err() {
+                        // The vehicle side is gone (shutdown): stop watching it.
+                        vehicle_gone = true;
+                        continue;
+                    }
+                    // Counters change with every request; only waking, sleeping and the link
+                    // state are news for the fleet view.
+                    let now = {
+                        let v = vehicle.borrow_and_update();
+                        (v.awake, v.link_state.clone())
+                    };
+                    if now != last_vehicle {
+                        last_vehicle = now;
+                        if connected {
+                            self.publish_status(&client, &status_topic, v1::Presence::Online, &mut queued);
+                        }
                     }
                 }
             }
