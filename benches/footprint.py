@@ -23,8 +23,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PIDS = ["04", "05", "06", "07", "0B", "0C", "0D", "0E", "0F", "10", "11", "1F", "2F", "33",
-        "3C", "42", "43", "46", "5C", "A6"]
+# 20 PIDs the simulator's engine ECU and python-OBD 0.7.3 both know (python-OBD's table stops
+# before 0xA6, the odometer).
+PIDS = ["04", "05", "06", "07", "0B", "0C", "0D", "0E", "0F", "10", "11", "1F", "2F", "31",
+        "33", "3C", "42", "43", "46", "5C"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -58,6 +60,8 @@ def measure(pid, seconds, rate_probe):
     rss, t0, c0, r0 = [], time.monotonic(), cpu_ticks(pid), rate_probe()
     while time.monotonic() - t0 < seconds:
         time.sleep(1.0)
+        if not Path(f"/proc/{pid}").exists():
+            sys.exit(f"footprint: process {pid} died during the measurement (see the logs)")
         rss.append(rss_kib(pid))
     wall = time.monotonic() - t0
     cpu = (cpu_ticks(pid) - c0) / CLK_TCK
@@ -95,7 +99,7 @@ def main():
 
     def start(cmd, log):
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE if log is None else open(tmp / log, "w"),
-                             stderr=subprocess.STDOUT if log is None else None, text=True)
+                             stderr=subprocess.STDOUT, text=True)
         procs.append(p)
         return p
 
