@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -146,14 +147,15 @@ def main():
                        str(mport), "naive", *PIDS], None)
         last = {"n": 0}
 
-        def naive_count():
-            import select
-            while select.select([naive.stdout], [], [], 0)[0]:
-                line = naive.stdout.readline()
-                if not line:
-                    break
+        def follow():
+            # The script prints its running total once a second; keep the latest.
+            for line in naive.stdout:
                 if line.strip().isdigit():
                     last["n"] = int(line)
+
+        threading.Thread(target=follow, daemon=True).start()
+
+        def naive_count():
             return last["n"]
 
         time.sleep(args.warmup)
