@@ -285,7 +285,11 @@ fn agent_reports_vehicle_info_telemetry_status_and_a_new_fault() {
     // not with every request the vehicle side makes.
     let statuses = watch.of_kind("status").len() as u64;
     let bound = 4 + st["uptime_s"].as_u64().unwrap_or(0) / 2;
-    assert!(statuses <= bound, "{statuses} status messages in {}s", st["uptime_s"]);
+    assert!(
+        statuses <= bound,
+        "{statuses} status messages in {}s",
+        st["uptime_s"]
+    );
 }
 
 #[test]

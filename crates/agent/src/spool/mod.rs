@@ -230,6 +230,9 @@ pub enum SpoolError {
     TooLarge { size: u64, max: u64 },
     #[error("a {len}-byte topic is longer than the {max} bytes a record can hold")]
     TopicTooLong { len: usize, max: usize },
+    /// Another process (a second agent with the same state_dir) has the spool open.
+    #[error("spool {path} is in use by another process (two agents with one state_dir?)")]
+    Locked { path: PathBuf },
 }
 
 impl SpoolError {
@@ -241,6 +244,9 @@ impl SpoolError {
     }
 }
 
+/// The file an open spool holds an exclusive `flock` on.
+const LOCK_FILE: &str = "lock";
+
 /// Segments never grow past this, whatever the tuning asks, so offsets fit in 32 bits.
 const MAX_SEGMENT_BYTES: u64 = 1 << 30;
 
@@ -248,6 +254,8 @@ const MAX_SEGMENT_BYTES: u64 = 1 << 30;
 #[derive(Debug)]
 pub struct Spool {
     dir: PathBuf,
+    /// Held with an exclusive lock for as long as the spool is open.
+    _lock: fs::File,
     max_bytes: u64,
     fsync: FsyncPolicy,
     segment_target: u64,
@@ -300,6 +308,18 @@ impl Spool {
     ) -> Result<Spool, SpoolError> {
         let dir = config.dir.clone();
         fs::create_dir_all(&dir).map_err(|e| SpoolError::io(&dir, e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| SpoolError::io(&lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(SpoolError::Locked { path: dir }),
+            Err(fs::TryLockError::Error(e)) => return Err(SpoolError::io(&lock_path, e)),
+        }
         journal::remove_leftover_tmp(&dir)?;
         let loaded = journal::load(&dir)?;
         let mut recovery = Recovery {
@@ -317,7 +337,7 @@ impl Spool {
             let name = item.file_name();
             match name.to_str().and_then(segment::parse_file_name) {
                 Some((class, first_id)) => found.push((class, first_id, item.path())),
-                None if name != journal::FILE_NAME => {
+                None if name != journal::FILE_NAME && name != LOCK_FILE => {
                     tracing::debug!(file = ?name, dir = %dir.display(), "not a spool file; left alone");
                 }
                 None => {}
@@ -441,6 +461,7 @@ impl Spool {
 
         let mut spool = Spool {
             dir,
+            _lock: lock,
             max_bytes: config.max_bytes,
             fsync: config.fsync,
             segment_target,

@@ -482,3 +482,20 @@ fn open_drops_to_fit_a_smaller_bound() {
     assert_eq!(s.stats().dropped, [3, 0, 0, 0]);
     assert_eq!(ids(&drain(&mut s).unwrap()), [6, 4, 5]);
 }
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SpoolConfig {
+        dir: dir.path().to_path_buf(),
+        max_bytes: 1 << 20,
+        fsync: FsyncPolicy::Never,
+    };
+    let first = Spool::open(config.clone()).unwrap();
+    match Spool::open(config.clone()) {
+        Err(SpoolError::Locked { path }) => assert_eq!(path, dir.path()),
+        other => panic!("second open: {other:?}"),
+    }
+    drop(first);
+    Spool::open(config).expect("open again once the first is closed");
+}
