@@ -175,7 +175,8 @@ impl Collector {
         Collector::with_options(opts, filter)
     }
 
-    fn with_options(mut opts: MqttOptions, filter: &str) -> Collector {
+    /// Connects with the given options (credentials, TLS), then as [`Collector::start`].
+    pub fn with_options(mut opts: MqttOptions, filter: &str) -> Collector {
         opts.set_clean_session(false)
             .set_keep_alive(Duration::from_secs(5))
             .set_max_packet_size(1 << 20, 1 << 20);

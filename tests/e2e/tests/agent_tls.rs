@@ -149,3 +149,90 @@ listen = "127.0.0.1:{status_port}"
         rogue.all()
     );
 }
+
+/// A broker that wants a user name and password: the agent gets in with the right ones (from
+/// a password file), and with a wrong one it stays out, says why on /status, and keeps its
+/// messages in the spool.
+#[test]
+fn username_and_password() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let passwd = dir.path().join("passwd");
+    let status = Command::new("mosquitto_passwd")
+        .args(["-b", "-c"])
+        .arg(&passwd)
+        .args(["car-pw", "right-horse-battery"])
+        .status()
+        .expect("mosquitto_passwd (Debian package mosquitto)");
+    assert!(status.success());
+    let plain = free_port();
+    // The anonymous watcher keeps the first listener; the agent uses the second, which needs a
+    // password (per_listener_settings is off, so allow_anonymous applies broker-wide: the watcher
+    // logs in as a second user instead).
+    Command::new("mosquitto_passwd")
+        .args(["-b"])
+        .arg(&passwd)
+        .args(["watcher", "watch-pw"])
+        .status()
+        .expect("mosquitto_passwd");
+    let broker = Broker::start_with(&format!(
+        "allow_anonymous false\npassword_file {}\nlistener {plain} 127.0.0.1\n",
+        passwd.display()
+    ));
+    let mut opts = rumqttc::MqttOptions::new("watch-pw", "127.0.0.1", broker.port);
+    opts.set_credentials("watcher", "watch-pw");
+    let watch = Collector::with_options(opts, "telltale/v1/#");
+
+    let sim_dir = dir.path().join("sim");
+    std::fs::create_dir_all(&sim_dir).expect("mkdir");
+    let pty = sim_dir.join("canable");
+    let pty_s = pty.display().to_string();
+    let mut sim = Running::start("firmware-sim", &["slcan", "--pty-link", &pty_s, "--scenario", "healthy"]);
+    wait_for("the SLCAN pty", Duration::from_secs(20), || {
+        sim.assert_running();
+        pty.exists()
+    });
+    let pw_file = dir.path().join("agent-password");
+    std::fs::write(&pw_file, "right-horse-battery\n").expect("write password file");
+    let run = |name: &str, password_line: &str| {
+        let status_port = free_port();
+        let config = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "device_id = \"car-pw\"\nlink = \"slcan:{pty_s}\"\nstate_dir = \"{}\"\n[mqtt]\n\
+                 url = \"mqtt://127.0.0.1:{plain}\"\nusername = \"car-pw\"\n{password_line}\n\
+                 reconnect_min = \"100ms\"\n[status]\nlisten = \"127.0.0.1:{status_port}\"\n",
+                dir.path().join(format!("state-{name}")).display()
+            ),
+        )
+        .expect("write config");
+        let agent = Running::start("telltale-agent", &["--config", config.to_str().expect("utf-8")]);
+        (agent, status_port)
+    };
+
+    let (mut wrong, wrong_port) = run("wrong", "password = \"wrong\"");
+    let mut last_error = String::new();
+    wait_for("the refused agent to say why", Duration::from_secs(20), || {
+        wrong.assert_running();
+        let Ok(st) = status_of(wrong_port) else { return false };
+        last_error = st["mqtt"]["last_error"].as_str().unwrap_or("").to_owned();
+        st["mqtt"]["connected"] == false && !last_error.is_empty() && st["spool"]["messages"].as_u64() > Some(0)
+    });
+    assert!(last_error.to_lowercase().contains("refused"), "{last_error}");
+    wrong.kill9();
+
+    let (_right, _) = run("right", &format!("password_file = \"{}\"", pw_file.display()));
+    watch.wait_for("info from the agent with the right password", Duration::from_secs(30), |m| {
+        m.iter().find(|r| r.topic == "telltale/v1/car-pw/info").map(|_| ())
+    });
+}
+
+fn status_of(port: u16) -> std::io::Result<serde_json::Value> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.write_all(b"GET /status HTTP/1.0\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    serde_json::from_str(body).map_err(std::io::Error::other)
+}
