@@ -186,7 +186,10 @@ fn username_and_password() {
     std::fs::create_dir_all(&sim_dir).expect("mkdir");
     let pty = sim_dir.join("canable");
     let pty_s = pty.display().to_string();
-    let mut sim = Running::start("firmware-sim", &["slcan", "--pty-link", &pty_s, "--scenario", "healthy"]);
+    let mut sim = Running::start(
+        "firmware-sim",
+        &["slcan", "--pty-link", &pty_s, "--scenario", "healthy"],
+    );
     wait_for("the SLCAN pty", Duration::from_secs(20), || {
         sim.assert_running();
         pty.exists()
@@ -206,25 +209,48 @@ fn username_and_password() {
             ),
         )
         .expect("write config");
-        let agent = Running::start("telltale-agent", &["--config", config.to_str().expect("utf-8")]);
+        let agent = Running::start(
+            "telltale-agent",
+            &["--config", config.to_str().expect("utf-8")],
+        );
         (agent, status_port)
     };
 
     let (mut wrong, wrong_port) = run("wrong", "password = \"wrong\"");
     let mut last_error = String::new();
-    wait_for("the refused agent to say why", Duration::from_secs(20), || {
-        wrong.assert_running();
-        let Ok(st) = status_of(wrong_port) else { return false };
-        last_error = st["mqtt"]["last_error"].as_str().unwrap_or("").to_owned();
-        st["mqtt"]["connected"] == false && !last_error.is_empty() && st["spool"]["messages"].as_u64() > Some(0)
-    });
-    assert!(last_error.to_lowercase().contains("refused"), "{last_error}");
+    wait_for(
+        "the refused agent to say why",
+        Duration::from_secs(20),
+        || {
+            wrong.assert_running();
+            let Ok(st) = status_of(wrong_port) else {
+                return false;
+            };
+            last_error = st["mqtt"]["last_error"].as_str().unwrap_or("").to_owned();
+            st["mqtt"]["connected"] == false
+                && !last_error.is_empty()
+                && st["spool"]["messages"].as_u64() > Some(0)
+        },
+    );
+    assert!(
+        last_error.to_lowercase().contains("refused"),
+        "{last_error}"
+    );
     wrong.kill9();
 
-    let (_right, _) = run("right", &format!("password_file = \"{}\"", pw_file.display()));
-    watch.wait_for("info from the agent with the right password", Duration::from_secs(30), |m| {
-        m.iter().find(|r| r.topic == "telltale/v1/car-pw/info").map(|_| ())
-    });
+    let (_right, _) = run(
+        "right",
+        &format!("password_file = \"{}\"", pw_file.display()),
+    );
+    watch.wait_for(
+        "info from the agent with the right password",
+        Duration::from_secs(30),
+        |m| {
+            m.iter()
+                .find(|r| r.topic == "telltale/v1/car-pw/info")
+                .map(|_| ())
+        },
+    );
 }
 
 fn status_of(port: u16) -> std::io::Result<serde_json::Value> {
