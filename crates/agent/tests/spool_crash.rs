@@ -2,44 +2,20 @@
 //! each id `append` returned; the parent SIGKILLs it mid-stream, reopens the spool and checks
 //! that every printed id is there with its payload intact, and that nothing corrupt comes out.
 //!
-//! The child is this test binary again, run with an environment variable that turns
-//! [`crash_child`] from a no-op into the writer loop: cargo builds no binary for an example
-//! that an integration test could find by `CARGO_BIN_EXE_*`.
+//! The child is the `spool_writer` example (`examples/spool_writer.rs`), which cargo builds
+//! beside the tests; both share the record layout in `tests/common/crash_payload.rs`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use telltale_agent::spool::{Class, FsyncPolicy, Spool, SpoolConfig};
+use telltale_agent::spool::{Class, Spool};
 
-const CHILD_DIR: &str = "TELLTALE_SPOOL_CRASH_DIR";
-const CHILD_SEQ: &str = "TELLTALE_SPOOL_CRASH_SEQ";
-const MARK: &str = "SPOOLID ";
+#[path = "common/crash_payload.rs"]
+mod crash_payload;
 
-fn config(dir: &Path) -> SpoolConfig {
-    SpoolConfig {
-        dir: dir.to_path_buf(),
-        max_bytes: 256 << 20,
-        fsync: FsyncPolicy::Always,
-    }
-}
-
-/// A payload that carries its sequence number and a pattern derived from it, 58 to ~1.5k bytes.
-fn payload(seq: u64) -> Vec<u8> {
-    let len = 50 + (seq * 37 % 1500) as usize;
-    let mut p = seq.to_le_bytes().to_vec();
-    p.extend((0..len).map(|i| (seq as usize * 13 + i) as u8));
-    p
-}
-
-fn class_of(seq: u64) -> Class {
-    if seq.is_multiple_of(5) {
-        Class::Dtc
-    } else {
-        Class::Telemetry
-    }
-}
+use crash_payload::{MARK, class_of, config, payload};
 
 /// The sequence number a payload claims, if the rest of it agrees.
 fn seq_of(p: &[u8]) -> Option<u64> {
@@ -53,35 +29,34 @@ fn parse(line: &str) -> Option<(u64, u64)> {
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
-/// Child mode only: append until killed.
-#[test]
-fn crash_child() {
-    let Ok(dir) = std::env::var(CHILD_DIR) else {
-        return;
+/// The writer example, built next to this test by `cargo test`/`cargo nextest` (examples are
+/// compiled with the tests).
+fn writer() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let Some(dir) = exe.parent().and_then(Path::parent) else {
+        panic!("{} is not in a cargo target directory", exe.display());
     };
-    let start: u64 = std::env::var(CHILD_SEQ).unwrap().parse().unwrap();
-    let mut spool = Spool::open(config(Path::new(&dir))).unwrap();
-    for seq in start.. {
-        let id = spool
-            .append(class_of(seq), &format!("crash/{seq}"), &payload(seq))
-            .unwrap();
-        println!("{MARK}{} {seq}", id.0);
-    }
+    let path = dir.join("examples").join("spool_writer");
+    assert!(
+        path.exists(),
+        "{} missing: build it with `cargo build -p telltale-agent --example spool_writer`",
+        path.display()
+    );
+    path
 }
 
 #[test]
 fn killed_writer_loses_nothing_it_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
+    let exe = writer();
     let mut printed: BTreeMap<u64, u64> = BTreeMap::new();
     let mut next_seq = 0u64;
     let mut max_id_before = 0u64;
     let mut torn_total = 0u64;
     for round in 0..6u64 {
         let mut child = Command::new(&exe)
-            .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
-            .env(CHILD_DIR, dir.path())
-            .env(CHILD_SEQ, next_seq.to_string())
+            .arg(dir.path())
+            .arg(next_seq.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
