@@ -1,0 +1,286 @@
+//! # telltale-store: where the fleet's data lives
+//!
+//! One interface, [`Store`], over two databases through sqlx:
+//!
+//! - **PostgreSQL**, with TimescaleDB when the `timescaledb` extension is available (telemetry a
+//!   hypertable with compression, retention and continuous aggregates per minute and hour), and
+//!   without it native range partitioning by time (partitions made ahead, old ones dropped by
+//!   the retention job) and `date_bin` where TimescaleDB would use `time_bucket`;
+//! - **SQLite**, for one machine and the demo.
+//!
+//! Both pass the same contract tests (`tests/contract.rs`). What this crate does not do: MQTT,
+//! decoding bytes (the ingest hands it decoded messages), deciding prices (the CRM).
+//!
+//! Writes are idempotent on `(device_id, boot_id, seq)`: a message stored twice changes
+//! nothing the second time, so the ingest may acknowledge to the broker after the commit and
+//! a redelivery is harmless.
+
+// (Skeleton: the implementation is being built; see the brief.)
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use telltale_wire::v1;
+
+/// A decoded uplink message as the ingest received it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// From the topic, checked against the payload's header by the ingest.
+    pub device_id: String,
+    /// When the ingest received it (the cloud's clock); the device's own times stay in the
+    /// message.
+    pub received_at: DateTime<Utc>,
+    pub message: Uplink,
+}
+
+/// The uplink messages the store keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Uplink {
+    Telemetry(v1::TelemetryBatch),
+    Dtc(v1::DtcReport),
+    Info(v1::VehicleInfo),
+    CmdResult(v1::CommandResult),
+    /// Retained status and last will: presence, not deduplicated (seq 0).
+    Status(v1::Status),
+}
+
+/// What one [`Store::ingest`] call did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IngestOutcome {
+    /// Messages stored for the first time.
+    pub new_messages: u64,
+    /// Messages already stored (a redelivery): nothing written.
+    pub duplicates: u64,
+    pub samples: u64,
+    pub dtc_events: u64,
+    /// Leads written to the outbox (newly confirmed DTCs, MIL on).
+    pub leads: u64,
+    /// New sequence gaps recorded.
+    pub gaps: u64,
+}
+
+/// A message that could not be stored as data: kept with its raw bytes and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub received_at: DateTime<Utc>,
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub reason: String,
+}
+
+/// How to connect and what to keep.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub max_connections: u32,
+    /// Telemetry older than this is dropped by [`Store::maintain`].
+    pub retention_days: u32,
+    /// Raise leads for pending DTCs too (normally only confirmed ones and MIL on).
+    pub leads_for_pending: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 8,
+            retention_days: 90,
+            leads_for_pending: false,
+        }
+    }
+}
+
+/// Why a store operation failed. Database text stays in the `Display` for operators' logs;
+/// services must not pass it on to their clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database url {0:?}: use postgres://... or sqlite://PATH (sqlite::memory: for tests)")]
+    BadUrl(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// One signal's latest value for a vehicle.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LatestValue {
+    pub signal: String,
+    pub value: f64,
+    pub text: Option<String>,
+    pub unit: String,
+    pub device_time: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// One sample of one signal.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SamplePoint {
+    pub device_time: DateTime<Utc>,
+    pub value: f64,
+}
+
+/// A DTC appearing or clearing on a vehicle.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DtcEvent {
+    pub vin: String,
+    pub ecu: u32,
+    pub code: String,
+    /// `stored`, `pending`, `permanent`, `uds`.
+    pub kind: String,
+    /// `appeared` or `cleared`.
+    pub change: String,
+    pub mil_on: bool,
+    pub device_time: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    /// The freeze frame as JSON (`{"trigger": "P0420", "values": [...]}`), when there was one.
+    pub freeze_frame: Option<serde_json::Value>,
+}
+
+/// A lead waiting in the outbox to be raised in the CRM.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutboxLead {
+    pub id: i64,
+    /// `vin:code:occurrence`: the CRM creates one lead per key, however often it is sent.
+    pub idempotency_key: String,
+    pub vin: String,
+    pub device_id: String,
+    pub ecu: u32,
+    pub code: String,
+    /// Why: `confirmed` (stored DTC), `mil_on`, `pending` (when configured).
+    pub reason: String,
+    pub occurrence: i64,
+    pub created_at: DateTime<Utc>,
+    pub attempts: i32,
+}
+
+/// A run of missing sequence numbers in one boot of one device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Gap {
+    pub device_id: String,
+    pub boot_id: Vec<u8>,
+    pub first_missing: u64,
+    pub last_missing: u64,
+}
+
+/// A device's presence and identity as last seen.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceRow {
+    pub device_id: String,
+    pub vin: Option<String>,
+    pub online: bool,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+}
+
+/// The store: a connection pool to one of the two databases. Cheap to clone.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+// Placeholder bodies until the implementation lands; every method's contract is in its doc.
+#[allow(clippy::unused_async)]
+impl Store {
+    /// Connects to `postgres://...` or `sqlite://PATH` (`sqlite::memory:`), creating a SQLite
+    /// file when missing. Does not migrate.
+    pub async fn connect(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
+        let _ = options;
+        Err(StoreError::BadUrl(url.to_owned()))
+    }
+
+    /// Applies the migrations of this database kind (and, on PostgreSQL with the `timescaledb`
+    /// extension available, the TimescaleDB setup). Safe to run at every start and from
+    /// several instances at once.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Stores a batch in one transaction, idempotently: a message whose `(device_id, boot_id,
+    /// seq)` is already stored is counted as a duplicate and writes nothing. Derives DTC events
+    /// and the current DTC state, records sequence gaps, updates devices and vehicles, and
+    /// writes leads to the outbox in the same transaction. Status messages update presence.
+    pub async fn ingest(&self, batch: &[Envelope]) -> Result<IngestOutcome, StoreError> {
+        let _ = batch;
+        Ok(IngestOutcome::default())
+    }
+
+    /// Keeps messages that failed validation, with their raw bytes.
+    pub async fn dead_letter(&self, letters: &[DeadLetter]) -> Result<(), StoreError> {
+        let _ = letters;
+        Ok(())
+    }
+
+    /// Creates time partitions ahead and drops those past retention (plain PostgreSQL), or
+    /// nothing (TimescaleDB policies, SQLite deletes old rows).
+    pub async fn maintain(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let _ = now;
+        Ok(())
+    }
+
+    /// Each signal's latest value for a vehicle.
+    pub async fn latest_values(&self, vin: &str) -> Result<Vec<LatestValue>, StoreError> {
+        let _ = vin;
+        Ok(Vec::new())
+    }
+
+    /// A signal's samples for a vehicle in `[from, to]` (device time), oldest first.
+    pub async fn samples(
+        &self,
+        vin: &str,
+        signal: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<SamplePoint>, StoreError> {
+        let _ = (vin, signal, from, to);
+        Ok(Vec::new())
+    }
+
+    /// A vehicle's DTC events, newest first.
+    pub async fn dtc_history(&self, vin: &str) -> Result<Vec<DtcEvent>, StoreError> {
+        let _ = vin;
+        Ok(Vec::new())
+    }
+
+    /// Recorded gaps for a device.
+    pub async fn gaps(&self, device_id: &str) -> Result<Vec<Gap>, StoreError> {
+        let _ = device_id;
+        Ok(Vec::new())
+    }
+
+    pub async fn device(&self, device_id: &str) -> Result<Option<DeviceRow>, StoreError> {
+        let _ = device_id;
+        Ok(None)
+    }
+
+    /// Leads due for sending (not sent, next attempt time passed), oldest first.
+    pub async fn due_leads(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxLead>, StoreError> {
+        let _ = (now, limit);
+        Ok(Vec::new())
+    }
+
+    /// The CRM has the lead.
+    pub async fn lead_sent(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let _ = (id, at);
+        Ok(())
+    }
+
+    /// Sending failed: try again at `retry_at`.
+    pub async fn lead_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let _ = (id, error, retry_at);
+        Ok(())
+    }
+
+    /// Dead letters, newest first (for operators and tests).
+    pub async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        let _ = limit;
+        Ok(Vec::new())
+    }
+}
