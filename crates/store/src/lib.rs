@@ -23,10 +23,10 @@ mod timescale;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::PgPoolOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use telltale_wire::v1;
 
 /// A decoded uplink message as the ingest received it.
@@ -99,7 +99,9 @@ impl Default for StoreOptions {
 /// services must not pass it on to their clients.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("unsupported database url {0:?}: use postgres://... or sqlite://PATH (sqlite::memory: for tests)")]
+    #[error(
+        "unsupported database url {0:?}: use postgres://... or sqlite://PATH (sqlite::memory: for tests)"
+    )]
     BadUrl(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),

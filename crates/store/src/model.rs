@@ -589,8 +589,7 @@ fn apply_dtc_report(
     options: &StoreOptions,
 ) {
     let at = envelope.received_at;
-    let fallback = header(&envelope.message)
-        .map_or(at, |h| device_time(h.created_unix_ms, at));
+    let fallback = header(&envelope.message).map_or(at, |h| device_time(h.created_unix_ms, at));
     let when = device_time(report.device_unix_ms, fallback);
     let context = report_context(report);
     let vin = &report.vin;
@@ -609,7 +608,8 @@ fn apply_dtc_report(
             let kind = kind_name(dtc.kind);
             let freeze_frame = frame
                 .filter(|f| {
-                    change == "appeared" && (f.trigger_code.is_empty() || f.trigger_code == dtc.code)
+                    change == "appeared"
+                        && (f.trigger_code.is_empty() || f.trigger_code == dtc.code)
                 })
                 .map(freeze_frame_json);
             plan.dtc_events.push(DtcEventRow {
@@ -662,7 +662,9 @@ fn apply_dtc_report(
             transient.entry(k).or_insert(d);
         }
         for ((code, kind), dtc) in &transient {
-            if current.contains_key(&(code.clone(), *kind)) || prior.contains(&(code.clone(), (*kind).to_owned())) {
+            if current.contains_key(&(code.clone(), *kind))
+                || prior.contains(&(code.clone(), (*kind).to_owned()))
+            {
                 continue;
             }
             event(plan, dtc, "appeared");
@@ -715,7 +717,9 @@ fn apply_dtc_report(
             });
         }
         (true, None) => {
-            set_active(state, changed, vin, MIL_ECU, MIL_CODE, MIL_KIND, false, when);
+            set_active(
+                state, changed, vin, MIL_ECU, MIL_CODE, MIL_KIND, false, when,
+            );
         }
         _ => {}
     }
@@ -783,7 +787,10 @@ fn raise_lead(
         ("confirmed", format!("{vin}:{}:{occurrence}", dtc.code))
     } else if options.leads_for_pending && dtc.kind == v1::DtcKind::Pending as i32 {
         // Its own key: a pending lead must not swallow the confirmed one that often follows.
-        ("pending", format!("{vin}:{}:{occurrence}:pending", dtc.code))
+        (
+            "pending",
+            format!("{vin}:{}:{occurrence}:pending", dtc.code),
+        )
     } else {
         return;
     };
@@ -831,7 +838,11 @@ pub(crate) fn partition_plan(
     let mut drop: Vec<NaiveDate> = existing
         .iter()
         .copied()
-        .filter(|d| d.succ_opt().and_then(|n| n.and_hms_opt(0, 0, 0)).is_some_and(|end| end.and_utc() <= cutoff))
+        .filter(|d| {
+            d.succ_opt()
+                .and_then(|n| n.and_hms_opt(0, 0, 0))
+                .is_some_and(|end| end.and_utc() <= cutoff)
+        })
         .collect();
     drop.sort();
     (create, drop)
@@ -1010,7 +1021,10 @@ mod tests {
             .iter()
             .map(|p| p.dtc_events.iter().map(|e| e.change).collect())
             .collect();
-        assert_eq!(changes, vec![vec!["appeared"], vec![], vec!["cleared"], vec!["appeared"]]);
+        assert_eq!(
+            changes,
+            vec![vec!["appeared"], vec![], vec!["cleared"], vec!["appeared"]]
+        );
     }
 
     #[test]
@@ -1036,7 +1050,14 @@ mod tests {
         let plans = run(
             &[
                 report(1, false, vec![]),
-                report(2, true, vec![dtc("P0301", v1::DtcKind::Stored), dtc("P0300", v1::DtcKind::Stored)]),
+                report(
+                    2,
+                    true,
+                    vec![
+                        dtc("P0301", v1::DtcKind::Stored),
+                        dtc("P0300", v1::DtcKind::Stored),
+                    ],
+                ),
                 report(3, true, vec![dtc("P0301", v1::DtcKind::Stored)]),
                 report(4, false, vec![]),
                 report(5, true, vec![]),
@@ -1054,7 +1075,10 @@ mod tests {
             })
             .collect();
         assert!(mil[0].is_empty());
-        assert_eq!(mil[1], vec![("VIN1:MIL:1".to_owned(), "P0300,P0301".to_owned())]);
+        assert_eq!(
+            mil[1],
+            vec![("VIN1:MIL:1".to_owned(), "P0300,P0301".to_owned())]
+        );
         assert!(mil[2].is_empty(), "MIL staying on raises nothing");
         assert!(mil[3].is_empty());
         assert_eq!(mil[4], vec![("VIN1:MIL:2".to_owned(), "MIL".to_owned())]);
@@ -1065,10 +1089,16 @@ mod tests {
         // The report that cleared P0420 was lost; the next one only lists P0171 as appeared.
         let mut next = report(3, false, vec![dtc("P0171", v1::DtcKind::Stored)]);
         if let Uplink::Dtc(r) = &mut next.message {
-            r.ecus[0].appeared = vec![dtc("P0171", v1::DtcKind::Stored), dtc("P0300", v1::DtcKind::Stored)];
+            r.ecus[0].appeared = vec![
+                dtc("P0171", v1::DtcKind::Stored),
+                dtc("P0300", v1::DtcKind::Stored),
+            ];
         }
         let plans = run(
-            &[report(1, false, vec![dtc("P0420", v1::DtcKind::Stored)]), next],
+            &[
+                report(1, false, vec![dtc("P0420", v1::DtcKind::Stored)]),
+                next,
+            ],
             &StoreOptions::default(),
         );
         let events: Vec<(&str, &str)> = plans[1]
@@ -1096,7 +1126,10 @@ mod tests {
             r.ecus[0].ecu_can_id = 0x7E9;
         }
         let plans = run(
-            &[report(1, false, vec![dtc("P0420", v1::DtcKind::Stored)]), tcm],
+            &[
+                report(1, false, vec![dtc("P0420", v1::DtcKind::Stored)]),
+                tcm,
+            ],
             &StoreOptions::default(),
         );
         assert!(plans[1].dtc_events.is_empty());
@@ -1108,14 +1141,24 @@ mod tests {
         unconfirmed.uds_status = 0x01;
         let mut confirmed = dtc("B1234", v1::DtcKind::Uds);
         confirmed.uds_status = 0x09;
-        let plans = run(&[report(1, false, vec![unconfirmed, confirmed])], &StoreOptions::default());
+        let plans = run(
+            &[report(1, false, vec![unconfirmed, confirmed])],
+            &StoreOptions::default(),
+        );
         let leads: Vec<&str> = plans[0].leads.iter().map(|l| l.code.as_str()).collect();
         assert_eq!(leads, vec!["B1234"]);
     }
 
     #[test]
     fn freeze_frame_goes_with_its_trigger_code() {
-        let mut e = report(1, true, vec![dtc("P0420", v1::DtcKind::Stored), dtc("P0171", v1::DtcKind::Stored)]);
+        let mut e = report(
+            1,
+            true,
+            vec![
+                dtc("P0420", v1::DtcKind::Stored),
+                dtc("P0171", v1::DtcKind::Stored),
+            ],
+        );
         if let Uplink::Dtc(r) = &mut e.message {
             r.ecus[0].freeze_frame = Some(v1::FreezeFrame {
                 trigger_code: "P0420".into(),
@@ -1136,7 +1179,10 @@ mod tests {
             .map(|e| e.code.as_str())
             .collect();
         assert_eq!(with_frame, vec!["P0420"]);
-        assert_eq!(plans[0].dtc_events[0].context["odometer_km"], json!(12345.5));
+        assert_eq!(
+            plans[0].dtc_events[0].context["odometer_km"],
+            json!(12345.5)
+        );
     }
 
     #[test]
@@ -1163,7 +1209,10 @@ mod tests {
         // Cutoff 2025-03-02 12:00: March 1 is all older, March 2 is not yet.
         assert_eq!(drop, vec![day("2025-03-01")]);
         assert_eq!(partition_name(day("2025-03-01")), "telemetry_p20250301");
-        assert_eq!(partition_day("telemetry_p20250301"), Some(day("2025-03-01")));
+        assert_eq!(
+            partition_day("telemetry_p20250301"),
+            Some(day("2025-03-01"))
+        );
         assert_eq!(partition_day("telemetry_default"), None);
     }
 }

@@ -8,7 +8,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use tracing::{debug, info};
 
-use crate::model::{self, BootKey, BootState, DtcState, GapSpan, Key, KeyRow, Loaded, Plan, StateKey};
+use crate::model::{
+    self, BootKey, BootState, DtcState, GapSpan, Key, KeyRow, Loaded, Plan, StateKey,
+};
 use crate::{
     DeadLetter, DeviceRow, DtcEvent, Envelope, Gap, IngestOutcome, LatestValue, OutboxLead,
     SamplePoint, StoreError, StoreOptions, timescale,
@@ -45,10 +47,11 @@ pub(crate) async fn migrate(pool: &PgPool, options: &StoreOptions) -> Result<(),
 
 /// `p` when telemetry is natively partitioned, `r` when it is a plain table (a hypertable).
 async fn telemetry_kind(pool: &PgPool) -> Result<Option<String>, StoreError> {
-    let kind: Option<String> =
-        sqlx::query_scalar("SELECT relkind::text FROM pg_class WHERE oid = to_regclass('telemetry')")
-            .fetch_optional(pool)
-            .await?;
+    let kind: Option<String> = sqlx::query_scalar(
+        "SELECT relkind::text FROM pg_class WHERE oid = to_regclass('telemetry')",
+    )
+    .fetch_optional(pool)
+    .await?;
     Ok(kind)
 }
 
@@ -93,7 +96,10 @@ async fn maintain_partitions(
     )
     .fetch_all(&mut *tx)
     .await?;
-    let existing: Vec<NaiveDate> = names.iter().filter_map(|n| model::partition_day(n)).collect();
+    let existing: Vec<NaiveDate> = names
+        .iter()
+        .filter_map(|n| model::partition_day(n))
+        .collect();
     let (create, drop) =
         model::partition_plan(now, PARTITION_DAYS_AHEAD, options.retention_days, &existing);
     for day in create {
@@ -169,7 +175,10 @@ pub(crate) async fn ingest(
 }
 
 /// Inserts the batch's dedupe keys; returns those that were not there yet.
-async fn insert_keys(tx: &mut Tx, keyed: &[(&Envelope, KeyRow)]) -> Result<HashSet<Key>, StoreError> {
+async fn insert_keys(
+    tx: &mut Tx,
+    keyed: &[(&Envelope, KeyRow)],
+) -> Result<HashSet<Key>, StoreError> {
     if keyed.is_empty() {
         return Ok(HashSet::new());
     }
@@ -181,8 +190,16 @@ async fn insert_keys(tx: &mut Tx, keyed: &[(&Envelope, KeyRow)]) -> Result<HashS
          ON CONFLICT DO NOTHING
          RETURNING device_id, boot_id, seq",
     )
-    .bind(rows.iter().map(|r| r.key.device_id.clone()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.key.boot_id.clone()).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|r| r.key.device_id.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|r| r.key.boot_id.clone())
+            .collect::<Vec<_>>(),
+    )
     .bind(rows.iter().map(|r| r.key.seq).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.kind.to_owned()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.device_time).collect::<Vec<_>>())
@@ -337,7 +354,11 @@ async fn write(tx: &mut Tx, plan: &Plan) -> Result<u64, StoreError> {
         .bind(e.iter().map(|r| r.mil_on).collect::<Vec<_>>())
         .bind(e.iter().map(|r| r.device_time).collect::<Vec<_>>())
         .bind(e.iter().map(|r| r.received_at).collect::<Vec<_>>())
-        .bind(e.iter().map(|r| json_text(r.freeze_frame.as_ref())).collect::<Vec<_>>())
+        .bind(
+            e.iter()
+                .map(|r| json_text(r.freeze_frame.as_ref()))
+                .collect::<Vec<_>>(),
+        )
         .bind(e.iter().map(|r| r.context.to_string()).collect::<Vec<_>>())
         .execute(&mut **tx)
         .await?;
@@ -489,7 +510,11 @@ async fn write_devices(tx: &mut Tx, plan: &Plan) -> Result<(), StoreError> {
         .bind(d.iter().map(|r| r.last_seen).collect::<Vec<_>>())
         .bind(d.iter().map(|r| r.online).collect::<Vec<_>>())
         .bind(d.iter().map(|r| r.presence_at).collect::<Vec<_>>())
-        .bind(d.iter().map(|r| r.agent_version.clone()).collect::<Vec<_>>())
+        .bind(
+            d.iter()
+                .map(|r| r.agent_version.clone())
+                .collect::<Vec<_>>(),
+        )
         .execute(&mut **tx)
         .await?;
     }
@@ -510,8 +535,16 @@ async fn write_devices(tx: &mut Tx, plan: &Plan) -> Result<(), StoreError> {
         .bind(v.iter().map(|r| r.vin.clone()).collect::<Vec<_>>())
         .bind(v.iter().map(|r| r.first_seen).collect::<Vec<_>>())
         .bind(v.iter().map(|r| r.last_seen).collect::<Vec<_>>())
-        .bind(v.iter().map(|r| r.last_device_id.clone()).collect::<Vec<_>>())
-        .bind(v.iter().map(|r| json_text(r.info.as_ref())).collect::<Vec<_>>())
+        .bind(
+            v.iter()
+                .map(|r| r.last_device_id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            v.iter()
+                .map(|r| json_text(r.info.as_ref()))
+                .collect::<Vec<_>>(),
+        )
         .execute(&mut **tx)
         .await?;
     }
@@ -528,7 +561,12 @@ pub(crate) async fn dead_letter(pool: &PgPool, letters: &[DeadLetter]) -> Result
     )
     .bind(letters.iter().map(|l| l.received_at).collect::<Vec<_>>())
     .bind(letters.iter().map(|l| l.topic.clone()).collect::<Vec<_>>())
-    .bind(letters.iter().map(|l| l.payload.clone()).collect::<Vec<_>>())
+    .bind(
+        letters
+            .iter()
+            .map(|l| l.payload.clone())
+            .collect::<Vec<_>>(),
+    )
     .bind(letters.iter().map(|l| l.reason.clone()).collect::<Vec<_>>())
     .execute(pool)
     .await?;
@@ -555,7 +593,10 @@ pub(crate) async fn dead_letters(pool: &PgPool, limit: u32) -> Result<Vec<DeadLe
         .collect()
 }
 
-pub(crate) async fn latest_values(pool: &PgPool, vin: &str) -> Result<Vec<LatestValue>, StoreError> {
+pub(crate) async fn latest_values(
+    pool: &PgPool,
+    vin: &str,
+) -> Result<Vec<LatestValue>, StoreError> {
     let rows = sqlx::query(
         "SELECT DISTINCT ON (signal) signal, value, text, unit, device_time, received_at
          FROM telemetry WHERE vin = $1
@@ -655,7 +696,10 @@ pub(crate) async fn gaps(pool: &PgPool, device_id: &str) -> Result<Vec<Gap>, Sto
         .collect()
 }
 
-pub(crate) async fn device(pool: &PgPool, device_id: &str) -> Result<Option<DeviceRow>, StoreError> {
+pub(crate) async fn device(
+    pool: &PgPool,
+    device_id: &str,
+) -> Result<Option<DeviceRow>, StoreError> {
     let row = sqlx::query(
         "SELECT device_id, vin, online, first_seen, last_seen FROM devices WHERE device_id = $1",
     )

@@ -74,7 +74,10 @@ pub(crate) async fn ingest(
     })
 }
 
-async fn insert_keys(tx: &mut Tx, keyed: &[(&Envelope, KeyRow)]) -> Result<HashSet<Key>, StoreError> {
+async fn insert_keys(
+    tx: &mut Tx,
+    keyed: &[(&Envelope, KeyRow)],
+) -> Result<HashSet<Key>, StoreError> {
     let mut stored = HashSet::new();
     for (_, row) in keyed {
         let inserted = sqlx::query(
@@ -139,7 +142,10 @@ async fn load(tx: &mut Tx, vins: &[String], boots: &[BootKey]) -> Result<Loaded,
         .bind(boot)
         .fetch_all(&mut **tx)
         .await?;
-        let state = loaded.boots.entry((device.clone(), boot.clone())).or_default();
+        let state = loaded
+            .boots
+            .entry((device.clone(), boot.clone()))
+            .or_default();
         state.max_seq = max.unwrap_or(0);
         for row in rows {
             state.gaps.push(GapSpan {
@@ -333,22 +339,30 @@ async fn write(tx: &mut Tx, plan: &Plan) -> Result<u64, StoreError> {
     Ok(leads)
 }
 
-pub(crate) async fn dead_letter(pool: &SqlitePool, letters: &[DeadLetter]) -> Result<(), StoreError> {
+pub(crate) async fn dead_letter(
+    pool: &SqlitePool,
+    letters: &[DeadLetter],
+) -> Result<(), StoreError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     for l in letters {
-        sqlx::query("INSERT INTO dead_letters (received_at, topic, payload, reason) VALUES (?, ?, ?, ?)")
-            .bind(l.received_at)
-            .bind(&l.topic)
-            .bind(&l.payload)
-            .bind(&l.reason)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO dead_letters (received_at, topic, payload, reason) VALUES (?, ?, ?, ?)",
+        )
+        .bind(l.received_at)
+        .bind(&l.topic)
+        .bind(&l.payload)
+        .bind(&l.reason)
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     Ok(())
 }
 
-pub(crate) async fn dead_letters(pool: &SqlitePool, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+pub(crate) async fn dead_letters(
+    pool: &SqlitePool,
+    limit: u32,
+) -> Result<Vec<DeadLetter>, StoreError> {
     let rows = sqlx::query(
         "SELECT received_at, topic, payload, reason FROM dead_letters
          ORDER BY received_at DESC, id DESC LIMIT ?",
@@ -368,7 +382,10 @@ pub(crate) async fn dead_letters(pool: &SqlitePool, limit: u32) -> Result<Vec<De
         .collect()
 }
 
-pub(crate) async fn latest_values(pool: &SqlitePool, vin: &str) -> Result<Vec<LatestValue>, StoreError> {
+pub(crate) async fn latest_values(
+    pool: &SqlitePool,
+    vin: &str,
+) -> Result<Vec<LatestValue>, StoreError> {
     let rows = sqlx::query(
         "SELECT signal, value, text, unit, device_time, received_at FROM (
              SELECT *, row_number() OVER (PARTITION BY signal
@@ -470,7 +487,10 @@ pub(crate) async fn gaps(pool: &SqlitePool, device_id: &str) -> Result<Vec<Gap>,
         .collect()
 }
 
-pub(crate) async fn device(pool: &SqlitePool, device_id: &str) -> Result<Option<DeviceRow>, StoreError> {
+pub(crate) async fn device(
+    pool: &SqlitePool,
+    device_id: &str,
+) -> Result<Option<DeviceRow>, StoreError> {
     let row = sqlx::query(
         "SELECT device_id, vin, online, first_seen, last_seen FROM devices WHERE device_id = ?",
     )
@@ -507,7 +527,11 @@ pub(crate) async fn due_leads(
     rows.iter().map(lead_from_row).collect()
 }
 
-pub(crate) async fn lead_sent(pool: &SqlitePool, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+pub(crate) async fn lead_sent(
+    pool: &SqlitePool,
+    id: i64,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE lead_outbox SET sent_at = ?2, attempts = attempts + 1, last_error = NULL
          WHERE id = ?1 AND sent_at IS NULL",

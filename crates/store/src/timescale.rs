@@ -16,7 +16,8 @@ use crate::{StoreError, StoreOptions};
 
 const CREATE_EXTENSION: &str = "CREATE EXTENSION IF NOT EXISTS timescaledb";
 
-const CREATE_HYPERTABLE: &str = "SELECT create_hypertable('telemetry', by_range('device_time', INTERVAL '1 day'),
+const CREATE_HYPERTABLE: &str =
+    "SELECT create_hypertable('telemetry', by_range('device_time', INTERVAL '1 day'),
                           if_not_exists => TRUE, migrate_data => TRUE)";
 
 /// Compression settings cannot be changed while compressed chunks exist, so they are set only
@@ -28,11 +29,11 @@ const ENABLE_COMPRESSION: &str = "ALTER TABLE telemetry SET (timescaledb.compres
                            timescaledb.compress_segmentby = 'vin, signal',
                            timescaledb.compress_orderby = 'device_time DESC')";
 
-const COMPRESSION_POLICY: &str =
-    "SELECT add_compression_policy('telemetry', compress_after => INTERVAL '7 days', if_not_exists => TRUE)";
+const COMPRESSION_POLICY: &str = "SELECT add_compression_policy('telemetry', compress_after => INTERVAL '7 days', if_not_exists => TRUE)";
 
 /// `$1`: retention in days.
-const RETENTION_POLICY: &str = "SELECT add_retention_policy('telemetry', drop_after => make_interval(days => $1::int),
+const RETENTION_POLICY: &str =
+    "SELECT add_retention_policy('telemetry', drop_after => make_interval(days => $1::int),
                                  if_not_exists => TRUE)";
 
 /// `WITH NO DATA`: the refresh policy fills it; a first refresh inside `CREATE` would make the
@@ -65,7 +66,11 @@ const HOUR_POLICY: &str = "SELECT add_continuous_aggregate_policy('telemetry_hou
 
 /// Applies the TimescaleDB setup to the plain `telemetry` table the migration made, under a
 /// session advisory lock so instances starting together run it one after the other.
-pub(crate) async fn setup(pool: &PgPool, options: &StoreOptions, lock: i64) -> Result<(), StoreError> {
+pub(crate) async fn setup(
+    pool: &PgPool,
+    options: &StoreOptions,
+    lock: i64,
+) -> Result<(), StoreError> {
     let mut conn = pool.acquire().await?;
     sqlx::query("SELECT pg_advisory_lock($1)")
         .bind(lock)
@@ -88,9 +93,13 @@ async fn run(conn: &mut PgConnection, options: &StoreOptions) -> Result<(), Stor
         .fetch_one(&mut *conn)
         .await?;
     if !compressed {
-        sqlx::raw_sql(ENABLE_COMPRESSION).execute(&mut *conn).await?;
+        sqlx::raw_sql(ENABLE_COMPRESSION)
+            .execute(&mut *conn)
+            .await?;
     }
-    sqlx::raw_sql(COMPRESSION_POLICY).execute(&mut *conn).await?;
+    sqlx::raw_sql(COMPRESSION_POLICY)
+        .execute(&mut *conn)
+        .await?;
     let days = i32::try_from(options.retention_days).unwrap_or(i32::MAX);
     sqlx::query(RETENTION_POLICY)
         .bind(days)
@@ -99,6 +108,9 @@ async fn run(conn: &mut PgConnection, options: &StoreOptions) -> Result<(), Stor
     for statement in [MINUTE_AGGREGATE, MINUTE_POLICY, HOUR_AGGREGATE, HOUR_POLICY] {
         sqlx::raw_sql(statement).execute(&mut *conn).await?;
     }
-    info!(retention_days = options.retention_days, "TimescaleDB telemetry set up");
+    info!(
+        retention_days = options.retention_days,
+        "TimescaleDB telemetry set up"
+    );
     Ok(())
 }

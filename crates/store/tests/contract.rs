@@ -7,8 +7,8 @@
 //! fails. SQLite: a file in a temporary directory.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::Connection;
@@ -44,10 +44,15 @@ enum Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let Cleanup::Postgres(name) = self else { return };
+        let Cleanup::Postgres(name) = self else {
+            return;
+        };
         let name = name.clone();
         let dropper = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async {
@@ -273,7 +278,9 @@ async fn migrate_twice(db: Db) {
     if let Err(e) = db.store.migrate().await {
         panic!("second migrate: {e}");
     }
-    let o = db.ingest(&[tele(1, 1, &[("Vehicle.Speed", 50.0, T0)])]).await;
+    let o = db
+        .ingest(&[tele(1, 1, &[("Vehicle.Speed", 50.0, T0)])])
+        .await;
     assert_eq!(o.new_messages, 1);
 }
 
@@ -285,7 +292,11 @@ async fn ingest_then_query(db: Db) {
             ("Vehicle.Speed", 10.0, T0),
             ("Vehicle.Speed", 20.0, T0 + 1_000),
             ("Vehicle.Speed", 30.0, T0 + 2_000),
-            ("Vehicle.Powertrain.CombustionEngine.Speed", 900.0, T0 + 1_500),
+            (
+                "Vehicle.Powertrain.CombustionEngine.Speed",
+                900.0,
+                T0 + 1_500,
+            ),
         ],
     );
     if let Uplink::Telemetry(b) = &mut batch.message {
@@ -329,7 +340,11 @@ async fn ingest_then_query(db: Db) {
     let values: Vec<f64> = points.iter().map(|p| p.value).collect();
     assert_eq!(values, vec![20.0, 30.0]);
     assert_eq!(points[0].device_time, at(T0 + 1_000));
-    let Ok(none) = db.store.samples("OTHERVIN", "Vehicle.Speed", at(0), at(T0 * 2)).await else {
+    let Ok(none) = db
+        .store
+        .samples("OTHERVIN", "Vehicle.Speed", at(0), at(T0 * 2))
+        .await
+    else {
         panic!("samples failed");
     };
     assert!(none.is_empty());
@@ -341,7 +356,11 @@ async fn ingest_then_query(db: Db) {
     };
     assert_eq!(history.len(), 1);
     assert_eq!(
-        (history[0].code.as_str(), history[0].change.as_str(), history[0].kind.as_str()),
+        (
+            history[0].code.as_str(),
+            history[0].change.as_str(),
+            history[0].kind.as_str()
+        ),
         ("P0420", "appeared", "stored")
     );
     assert_eq!(history[0].ecu, 0x7E8);
@@ -355,14 +374,25 @@ async fn ingest_then_query(db: Db) {
 
 async fn same_batch_twice(db: Db) {
     let batch = vec![
-        tele(1, 1, &[("Vehicle.Speed", 10.0, T0), ("Vehicle.Speed", 11.0, T0 + 1)]),
+        tele(
+            1,
+            1,
+            &[("Vehicle.Speed", 10.0, T0), ("Vehicle.Speed", 11.0, T0 + 1)],
+        ),
         report(2, true, vec![dtc("P0301", v1::DtcKind::Stored)]),
         tele(1, 3, &[("Vehicle.Speed", 12.0, T0 + 5_000)]),
     ];
     let first = db.ingest(&batch).await;
     assert_eq!((first.new_messages, first.duplicates), (3, 0));
     assert_eq!((first.samples, first.dtc_events, first.leads), (3, 1, 2));
-    let tables = ["telemetry", "messages", "dtc_events", "dtc_state", "lead_outbox", "gaps"];
+    let tables = [
+        "telemetry",
+        "messages",
+        "dtc_events",
+        "dtc_state",
+        "lead_outbox",
+        "gaps",
+    ];
     let mut before = Vec::new();
     for t in tables {
         before.push(db.count(t).await);
@@ -400,7 +430,10 @@ async fn dtc_lifecycle_and_leads(db: Db) {
     let p0420 = || vec![dtc("P0420", v1::DtcKind::Stored)];
     let o = db.ingest(&[report(1, false, p0420())]).await;
     assert_eq!((o.dtc_events, o.leads), (1, 1));
-    assert_eq!(lead_keys(&due(&db, at(T0 + 86_400_000)).await), vec![format!("{VIN}:P0420:1")]);
+    assert_eq!(
+        lead_keys(&due(&db, at(T0 + 86_400_000)).await),
+        vec![format!("{VIN}:P0420:1")]
+    );
 
     // Still there: nothing new.
     let o = db.ingest(&[report(2, false, p0420())]).await;
@@ -417,16 +450,24 @@ async fn dtc_lifecycle_and_leads(db: Db) {
         vec![format!("{VIN}:P0420:1"), format!("{VIN}:P0420:2")]
     );
     assert_eq!(leads[1].occurrence, 2);
-    assert_eq!((leads[1].reason.as_str(), leads[1].code.as_str()), ("confirmed", "P0420"));
+    assert_eq!(
+        (leads[1].reason.as_str(), leads[1].code.as_str()),
+        ("confirmed", "P0420")
+    );
     assert_eq!(leads[1].device_id, DEV);
 
     let Ok(history) = db.store.dtc_history(VIN).await else {
         panic!("dtc_history failed");
     };
     let changes: Vec<&str> = history.iter().map(|e| e.change.as_str()).collect();
-    assert_eq!(changes, vec!["appeared", "cleared", "appeared"], "newest first");
     assert_eq!(
-        db.scalar("SELECT occurrence FROM dtc_state WHERE code = 'P0420'").await,
+        changes,
+        vec!["appeared", "cleared", "appeared"],
+        "newest first"
+    );
+    assert_eq!(
+        db.scalar("SELECT occurrence FROM dtc_state WHERE code = 'P0420'")
+            .await,
         2
     );
 }
@@ -501,7 +542,14 @@ async fn gaps_recorded_filled_and_split(db: Db) {
         panic!("gaps failed");
     };
     assert_eq!(gaps.len(), 1);
-    assert_eq!((gaps[0].boot_id.clone(), gaps[0].first_missing, gaps[0].last_missing), (vec![8; 16], 2, 3));
+    assert_eq!(
+        (
+            gaps[0].boot_id.clone(),
+            gaps[0].first_missing,
+            gaps[0].last_missing
+        ),
+        (vec![8; 16], 2, 3)
+    );
 }
 
 async fn status_sets_presence(db: Db) {
@@ -512,26 +560,30 @@ async fn status_sets_presence(db: Db) {
     assert!(d.online);
     assert_eq!(d.last_seen, at(T0));
     // Not deduplicated: the same seq 0 again with a later offline counts.
-    db.ingest(&[status(v1::Presence::Offline, T0 + 60_000)]).await;
+    db.ingest(&[status(v1::Presence::Offline, T0 + 60_000)])
+        .await;
     let Ok(Some(d)) = db.store.device(DEV).await else {
         panic!("device missing");
     };
     assert!(!d.online);
     assert_eq!((d.first_seen, d.last_seen), (at(T0), at(T0 + 60_000)));
     // An older status arriving late does not undo a newer one.
-    db.ingest(&[status(v1::Presence::Online, T0 + 30_000)]).await;
+    db.ingest(&[status(v1::Presence::Online, T0 + 30_000)])
+        .await;
     let Ok(Some(d)) = db.store.device(DEV).await else {
         panic!("device missing");
     };
     assert!(!d.online);
     // Data does not flip presence either.
-    db.ingest(&[tele(1, 1, &[("Vehicle.Speed", 1.0, T0 + 120_000)])]).await;
+    db.ingest(&[tele(1, 1, &[("Vehicle.Speed", 1.0, T0 + 120_000)])])
+        .await;
     let Ok(Some(d)) = db.store.device(DEV).await else {
         panic!("device missing");
     };
     assert!(!d.online);
     assert_eq!(d.vin.as_deref(), Some(VIN));
-    db.ingest(&[status(v1::Presence::Online, T0 + 180_000)]).await;
+    db.ingest(&[status(v1::Presence::Online, T0 + 180_000)])
+        .await;
     let Ok(Some(d)) = db.store.device(DEV).await else {
         panic!("device missing");
     };
@@ -567,8 +619,15 @@ async fn dead_letters_round_trip(db: Db) {
 }
 
 async fn outbox_retry_and_sent(db: Db) {
-    db.ingest(&[report(1, false, vec![dtc("P0420", v1::DtcKind::Stored), dtc("P0171", v1::DtcKind::Stored)])])
-        .await;
+    db.ingest(&[report(
+        1,
+        false,
+        vec![
+            dtc("P0420", v1::DtcKind::Stored),
+            dtc("P0171", v1::DtcKind::Stored),
+        ],
+    )])
+    .await;
     let created = at(T0 + 61_000);
     // Not due before it was created.
     assert!(due(&db, created - TimeDelta::seconds(1)).await.is_empty());
@@ -578,7 +637,11 @@ async fn outbox_retry_and_sent(db: Db) {
     assert_eq!(leads[0].attempts, 0);
 
     let retry_at = created + TimeDelta::minutes(5);
-    if let Err(e) = db.store.lead_failed(leads[0].id, "crm unavailable", retry_at).await {
+    if let Err(e) = db
+        .store
+        .lead_failed(leads[0].id, "crm unavailable", retry_at)
+        .await
+    {
         panic!("lead_failed: {e}");
     }
     if let Err(e) = db.store.lead_sent(leads[1].id, created).await {
@@ -593,7 +656,8 @@ async fn outbox_retry_and_sent(db: Db) {
     }
     assert!(due(&db, retry_at + TimeDelta::days(365)).await.is_empty());
     assert_eq!(
-        db.count("lead_outbox WHERE sent_at IS NOT NULL AND last_error IS NULL").await,
+        db.count("lead_outbox WHERE sent_at IS NOT NULL AND last_error IS NULL")
+            .await,
         2
     );
 }
@@ -620,9 +684,7 @@ async fn maintain_honours_retention(db: Db) {
     if db.backend() == Backend::Postgres {
         let name = |d: DateTime<Utc>| format!("telemetry_p{}", d.format("%Y%m%d"));
         let partitions = db
-            .scalar(
-                "SELECT count(*) FROM pg_inherits WHERE inhparent = 'telemetry'::regclass",
-            )
+            .scalar("SELECT count(*) FROM pg_inherits WHERE inhparent = 'telemetry'::regclass")
             .await;
         let has = |n: String| {
             let db = db.clone();
@@ -635,9 +697,15 @@ async fn maintain_honours_retention(db: Db) {
                     == 1
             }
         };
-        assert!(!has(name(now)).await, "today's partition dropped past retention");
+        assert!(
+            !has(name(now)).await,
+            "today's partition dropped past retention"
+        );
         for ahead in 8..=11 {
-            assert!(has(name(now + TimeDelta::days(ahead))).await, "partition +{ahead}");
+            assert!(
+                has(name(now + TimeDelta::days(ahead))).await,
+                "partition +{ahead}"
+            );
         }
         // The future sample moved out of the default partition into its day.
         assert_eq!(db.count("telemetry_default").await, 0);
@@ -649,7 +717,10 @@ async fn maintain_honours_retention(db: Db) {
 async fn partitions_made_by_migrate(db: Db) {
     let now = Utc::now();
     for ahead in 0..=3 {
-        let n = format!("telemetry_p{}", (now + TimeDelta::days(ahead)).format("%Y%m%d"));
+        let n = format!(
+            "telemetry_p{}",
+            (now + TimeDelta::days(ahead)).format("%Y%m%d")
+        );
         let found = db
             .scalar(&format!(
                 "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -666,7 +737,11 @@ async fn partitions_made_by_migrate(db: Db) {
     db.ingest(&[tele(
         1,
         2,
-        &[("Vehicle.Speed", 10.0, T0), ("Vehicle.Speed", 30.0, T0 + 10_000), ("Vehicle.Speed", 50.0, T0 + 60_000)],
+        &[
+            ("Vehicle.Speed", 10.0, T0),
+            ("Vehicle.Speed", 30.0, T0 + 10_000),
+            ("Vehicle.Speed", 50.0, T0 + 60_000),
+        ],
     )])
     .await;
     assert_eq!(
@@ -702,7 +777,10 @@ async fn times_stay_utc_with_device_time_beside(db: Db) {
     };
     assert_eq!(latest[0].device_time, at(device_ms));
     assert_eq!(latest[0].received_at, at(T0 + 300_456));
-    assert_eq!(latest[0].device_time.to_rfc3339(), "2025-06-01T12:00:00.123+00:00");
+    assert_eq!(
+        latest[0].device_time.to_rfc3339(),
+        "2025-06-01T12:00:00.123+00:00"
+    );
     let Ok(history) = db.store.dtc_history(VIN).await else {
         panic!("dtc_history failed");
     };
@@ -747,8 +825,10 @@ async fn info_updates_vehicle_and_device(db: Db) {
     };
     assert_eq!(d.vin.as_deref(), Some(VIN));
     assert_eq!(
-        db.count(&format!("vehicles WHERE vin = '{VIN}' AND last_device_id = '{DEV}' AND info IS NOT NULL"))
-            .await,
+        db.count(&format!(
+            "vehicles WHERE vin = '{VIN}' AND last_device_id = '{DEV}' AND info IS NOT NULL"
+        ))
+        .await,
         1
     );
 }
@@ -795,68 +875,134 @@ fn pending_leads() -> StoreOptions {
 use Backend::{Postgres as Pg, Sqlite as Lite};
 
 #[tokio::test]
-async fn pg_migrate_twice() { run(Pg, opts(), migrate_twice).await }
+async fn pg_migrate_twice() {
+    run(Pg, opts(), migrate_twice).await
+}
 #[tokio::test]
-async fn sqlite_migrate_twice() { run(Lite, opts(), migrate_twice).await }
+async fn sqlite_migrate_twice() {
+    run(Lite, opts(), migrate_twice).await
+}
 #[tokio::test]
-async fn pg_ingest_then_query() { run(Pg, opts(), ingest_then_query).await }
+async fn pg_ingest_then_query() {
+    run(Pg, opts(), ingest_then_query).await
+}
 #[tokio::test]
-async fn sqlite_ingest_then_query() { run(Lite, opts(), ingest_then_query).await }
+async fn sqlite_ingest_then_query() {
+    run(Lite, opts(), ingest_then_query).await
+}
 #[tokio::test]
-async fn pg_same_batch_twice() { run(Pg, opts(), same_batch_twice).await }
+async fn pg_same_batch_twice() {
+    run(Pg, opts(), same_batch_twice).await
+}
 #[tokio::test]
-async fn sqlite_same_batch_twice() { run(Lite, opts(), same_batch_twice).await }
+async fn sqlite_same_batch_twice() {
+    run(Lite, opts(), same_batch_twice).await
+}
 #[tokio::test]
-async fn pg_redelivery_inside_a_new_batch() { run(Pg, opts(), redelivery_inside_a_new_batch).await }
+async fn pg_redelivery_inside_a_new_batch() {
+    run(Pg, opts(), redelivery_inside_a_new_batch).await
+}
 #[tokio::test]
-async fn sqlite_redelivery_inside_a_new_batch() { run(Lite, opts(), redelivery_inside_a_new_batch).await }
+async fn sqlite_redelivery_inside_a_new_batch() {
+    run(Lite, opts(), redelivery_inside_a_new_batch).await
+}
 #[tokio::test]
-async fn pg_dtc_lifecycle_and_leads() { run(Pg, opts(), dtc_lifecycle_and_leads).await }
+async fn pg_dtc_lifecycle_and_leads() {
+    run(Pg, opts(), dtc_lifecycle_and_leads).await
+}
 #[tokio::test]
-async fn sqlite_dtc_lifecycle_and_leads() { run(Lite, opts(), dtc_lifecycle_and_leads).await }
+async fn sqlite_dtc_lifecycle_and_leads() {
+    run(Lite, opts(), dtc_lifecycle_and_leads).await
+}
 #[tokio::test]
-async fn pg_mil_on_raises_a_lead() { run(Pg, opts(), mil_on_raises_a_lead).await }
+async fn pg_mil_on_raises_a_lead() {
+    run(Pg, opts(), mil_on_raises_a_lead).await
+}
 #[tokio::test]
-async fn sqlite_mil_on_raises_a_lead() { run(Lite, opts(), mil_on_raises_a_lead).await }
+async fn sqlite_mil_on_raises_a_lead() {
+    run(Lite, opts(), mil_on_raises_a_lead).await
+}
 #[tokio::test]
-async fn pg_pending_without_lead() { run(Pg, opts(), pending_without_lead).await }
+async fn pg_pending_without_lead() {
+    run(Pg, opts(), pending_without_lead).await
+}
 #[tokio::test]
-async fn sqlite_pending_without_lead() { run(Lite, opts(), pending_without_lead).await }
+async fn sqlite_pending_without_lead() {
+    run(Lite, opts(), pending_without_lead).await
+}
 #[tokio::test]
-async fn pg_pending_with_lead_when_configured() { run(Pg, pending_leads(), pending_with_lead_when_configured).await }
+async fn pg_pending_with_lead_when_configured() {
+    run(Pg, pending_leads(), pending_with_lead_when_configured).await
+}
 #[tokio::test]
-async fn sqlite_pending_with_lead_when_configured() { run(Lite, pending_leads(), pending_with_lead_when_configured).await }
+async fn sqlite_pending_with_lead_when_configured() {
+    run(Lite, pending_leads(), pending_with_lead_when_configured).await
+}
 #[tokio::test]
-async fn pg_gaps_recorded_filled_and_split() { run(Pg, opts(), gaps_recorded_filled_and_split).await }
+async fn pg_gaps_recorded_filled_and_split() {
+    run(Pg, opts(), gaps_recorded_filled_and_split).await
+}
 #[tokio::test]
-async fn sqlite_gaps_recorded_filled_and_split() { run(Lite, opts(), gaps_recorded_filled_and_split).await }
+async fn sqlite_gaps_recorded_filled_and_split() {
+    run(Lite, opts(), gaps_recorded_filled_and_split).await
+}
 #[tokio::test]
-async fn pg_status_sets_presence() { run(Pg, opts(), status_sets_presence).await }
+async fn pg_status_sets_presence() {
+    run(Pg, opts(), status_sets_presence).await
+}
 #[tokio::test]
-async fn sqlite_status_sets_presence() { run(Lite, opts(), status_sets_presence).await }
+async fn sqlite_status_sets_presence() {
+    run(Lite, opts(), status_sets_presence).await
+}
 #[tokio::test]
-async fn pg_dead_letters_round_trip() { run(Pg, opts(), dead_letters_round_trip).await }
+async fn pg_dead_letters_round_trip() {
+    run(Pg, opts(), dead_letters_round_trip).await
+}
 #[tokio::test]
-async fn sqlite_dead_letters_round_trip() { run(Lite, opts(), dead_letters_round_trip).await }
+async fn sqlite_dead_letters_round_trip() {
+    run(Lite, opts(), dead_letters_round_trip).await
+}
 #[tokio::test]
-async fn pg_outbox_retry_and_sent() { run(Pg, opts(), outbox_retry_and_sent).await }
+async fn pg_outbox_retry_and_sent() {
+    run(Pg, opts(), outbox_retry_and_sent).await
+}
 #[tokio::test]
-async fn sqlite_outbox_retry_and_sent() { run(Lite, opts(), outbox_retry_and_sent).await }
+async fn sqlite_outbox_retry_and_sent() {
+    run(Lite, opts(), outbox_retry_and_sent).await
+}
 #[tokio::test]
-async fn pg_maintain_honours_retention() { run(Pg, short_retention(), maintain_honours_retention).await }
+async fn pg_maintain_honours_retention() {
+    run(Pg, short_retention(), maintain_honours_retention).await
+}
 #[tokio::test]
-async fn sqlite_maintain_honours_retention() { run(Lite, short_retention(), maintain_honours_retention).await }
+async fn sqlite_maintain_honours_retention() {
+    run(Lite, short_retention(), maintain_honours_retention).await
+}
 #[tokio::test]
-async fn pg_partitions_made_by_migrate() { run(Pg, opts(), partitions_made_by_migrate).await }
+async fn pg_partitions_made_by_migrate() {
+    run(Pg, opts(), partitions_made_by_migrate).await
+}
 #[tokio::test]
-async fn pg_times_stay_utc_with_device_time_beside() { run(Pg, opts(), times_stay_utc_with_device_time_beside).await }
+async fn pg_times_stay_utc_with_device_time_beside() {
+    run(Pg, opts(), times_stay_utc_with_device_time_beside).await
+}
 #[tokio::test]
-async fn sqlite_times_stay_utc_with_device_time_beside() { run(Lite, opts(), times_stay_utc_with_device_time_beside).await }
+async fn sqlite_times_stay_utc_with_device_time_beside() {
+    run(Lite, opts(), times_stay_utc_with_device_time_beside).await
+}
 #[tokio::test]
-async fn pg_info_updates_vehicle_and_device() { run(Pg, opts(), info_updates_vehicle_and_device).await }
+async fn pg_info_updates_vehicle_and_device() {
+    run(Pg, opts(), info_updates_vehicle_and_device).await
+}
 #[tokio::test]
-async fn sqlite_info_updates_vehicle_and_device() { run(Lite, opts(), info_updates_vehicle_and_device).await }
+async fn sqlite_info_updates_vehicle_and_device() {
+    run(Lite, opts(), info_updates_vehicle_and_device).await
+}
 #[tokio::test]
-async fn pg_concurrent_redelivery_stores_once() { run(Pg, opts(), concurrent_redelivery_stores_once).await }
+async fn pg_concurrent_redelivery_stores_once() {
+    run(Pg, opts(), concurrent_redelivery_stores_once).await
+}
 #[tokio::test]
-async fn sqlite_concurrent_redelivery_stores_once() { run(Lite, opts(), concurrent_redelivery_stores_once).await }
+async fn sqlite_concurrent_redelivery_stores_once() {
+    run(Lite, opts(), concurrent_redelivery_stores_once).await
+}
