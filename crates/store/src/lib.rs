@@ -14,6 +14,13 @@
 //! Writes are idempotent on `(device_id, boot_id, seq)`: a message stored twice changes
 //! nothing the second time, so the ingest may acknowledge to the broker after the commit and
 //! a redelivery is harmless.
+//!
+//! Inside: `model` turns envelopes and the state read from the database into rows (DTC
+//! diffing, lead decisions, gap arithmetic; no I/O), `pg` and `sqlite` read that state and
+//! write the rows, `timescale` holds the TimescaleDB setup. Lead idempotency keys are
+//! `vin:code:occurrence` for confirmed codes, `vin:MIL:occurrence` for the MIL turning on and
+//! `vin:code:occurrence:pending` for pending codes (when configured), so a pending lead never
+//! swallows the confirmed one that follows it.
 
 mod model;
 mod pg;
@@ -51,7 +58,8 @@ pub enum Uplink {
     Status(v1::Status),
 }
 
-/// What one [`Store::ingest`] call did.
+/// What one [`Store::ingest`] call did. Status messages are not deduplicated and are counted
+/// in neither `new_messages` nor `duplicates`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct IngestOutcome {
     /// Messages stored for the first time.

@@ -1006,3 +1006,34 @@ async fn pg_concurrent_redelivery_stores_once() {
 async fn sqlite_concurrent_redelivery_stores_once() {
     run(Lite, opts(), concurrent_redelivery_stores_once).await
 }
+
+#[tokio::test]
+async fn sqlite_in_memory_keeps_one_database() {
+    let store = match Store::connect("sqlite::memory:", opts()).await {
+        Ok(s) => s,
+        Err(e) => panic!("connect: {e}"),
+    };
+    if let Err(e) = store.migrate().await {
+        panic!("migrate: {e}");
+    }
+    // Several calls, one database: a second pooled connection would see no tables.
+    for seq in 1..=3 {
+        let Ok(o) = store
+            .ingest(&[tele(1, seq, &[("Vehicle.Speed", 1.0, T0)])])
+            .await
+        else {
+            panic!("ingest failed");
+        };
+        assert_eq!(o.new_messages, 1);
+    }
+    let Ok(latest) = store.latest_values(VIN).await else {
+        panic!("latest_values failed");
+    };
+    assert_eq!(latest.len(), 1);
+}
+
+#[tokio::test]
+async fn unknown_url_is_refused() {
+    let r = Store::connect("mysql://localhost/x", opts()).await;
+    assert!(matches!(r, Err(telltale_store::StoreError::BadUrl(u)) if u == "mysql://localhost/x"));
+}
