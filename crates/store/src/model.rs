@@ -312,7 +312,7 @@ pub(crate) fn wanted(fresh: &[(&Envelope, KeyRow)]) -> (Vec<String>, Vec<BootKey
     let mut boots = HashSet::new();
     for (envelope, row) in fresh {
         if let Uplink::Dtc(report) = &envelope.message {
-            vins.insert(report.vin.clone());
+            vins.insert(dtc_vehicle(envelope, report));
         }
         boots.insert((row.key.device_id.clone(), row.key.boot_id.clone()));
     }
@@ -321,6 +321,17 @@ pub(crate) fn wanted(fresh: &[(&Envelope, KeyRow)]) -> (Vec<String>, Vec<BootKey
     let mut boots: Vec<BootKey> = boots.into_iter().collect();
     boots.sort();
     (vins, boots)
+}
+
+/// The vehicle a report's DTC state and leads belong to: its VIN, or, when the agent could not
+/// read one, `device:<device_id>`, so two VIN-less cars never share (and clear) each other's
+/// codes.
+pub(crate) fn dtc_vehicle(envelope: &Envelope, report: &v1::DtcReport) -> String {
+    if report.vin.is_empty() {
+        format!("device:{}", envelope.device_id)
+    } else {
+        report.vin.clone()
+    }
 }
 
 /// Stable names for the DTC kinds, as stored.
@@ -592,7 +603,7 @@ fn apply_dtc_report(
     let fallback = header(&envelope.message).map_or(at, |h| device_time(h.created_unix_ms, at));
     let when = device_time(report.device_unix_ms, fallback);
     let context = report_context(report);
-    let vin = &report.vin;
+    let vin = &dtc_vehicle(envelope, report);
 
     for ecu in &report.ecus {
         let ecu_id = i64::from(ecu.ecu_can_id);
@@ -1133,6 +1144,24 @@ mod tests {
             &StoreOptions::default(),
         );
         assert!(plans[1].dtc_events.is_empty());
+    }
+
+    #[test]
+    fn vin_less_reports_keep_state_per_device() {
+        let mut a = report(1, false, vec![dtc("P0420", v1::DtcKind::Stored)]);
+        let mut b = report(1, false, vec![]);
+        b.device_id = "d2".into();
+        for e in [&mut a, &mut b] {
+            if let Uplink::Dtc(r) = &mut e.message {
+                r.vin.clear();
+            }
+        }
+        let plans = run(&[a, b], &StoreOptions::default());
+        assert_eq!(plans[0].leads[0].idempotency_key, "device:d1:P0420:1");
+        assert!(
+            plans[1].dtc_events.is_empty(),
+            "d2's empty report clears nothing of d1's"
+        );
     }
 
     #[test]
