@@ -14,11 +14,26 @@
 //! Writes are idempotent on `(device_id, boot_id, seq)`: a message stored twice changes
 //! nothing the second time, so the ingest may acknowledge to the broker after the commit and
 //! a redelivery is harmless.
+//!
+//! Inside: `model` turns envelopes and the state read from the database into rows (DTC
+//! diffing, lead decisions, gap arithmetic; no I/O), `pg` and `sqlite` read that state and
+//! write the rows, `timescale` holds the TimescaleDB setup. Lead idempotency keys are
+//! `vin:code:occurrence` for confirmed codes, `vin:MIL:occurrence` for the MIL turning on and
+//! `vin:code:occurrence:pending` for pending codes (when configured), so a pending lead never
+//! swallows the confirmed one that follows it.
 
-// (Skeleton: the implementation is being built; see the brief.)
+mod model;
+mod pg;
+mod sqlite;
+mod timescale;
+
+use std::str::FromStr;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use telltale_wire::v1;
 
 /// A decoded uplink message as the ingest received it.
@@ -43,7 +58,8 @@ pub enum Uplink {
     Status(v1::Status),
 }
 
-/// What one [`Store::ingest`] call did.
+/// What one [`Store::ingest`] call did. Status messages are not deduplicated and are counted
+/// in neither `new_messages` nor `duplicates`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct IngestOutcome {
     /// Messages stored for the first time.
@@ -91,12 +107,20 @@ impl Default for StoreOptions {
 /// services must not pass it on to their clients.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("unsupported database url {0:?}: use postgres://... or sqlite://PATH (sqlite::memory: for tests)")]
+    #[error(
+        "unsupported database url {0:?}: use postgres://... or sqlite://PATH (sqlite::memory: for tests)"
+    )]
     BadUrl(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The databases keep seqs as signed 64-bit numbers; the ingest should dead-letter these.
+    #[error("message from {device_id} has seq {seq}, beyond what the store keeps")]
+    SeqOutOfRange { device_id: String, seq: u64 },
+    /// A JSON column the store wrote did not parse back.
+    #[error("stored JSON unreadable: {0}")]
+    Json(#[from] serde_json::Error),
 }
 
 /// One signal's latest value for a vehicle.
@@ -170,28 +194,63 @@ pub struct DeviceRow {
     pub last_seen: DateTime<Utc>,
 }
 
-/// The store: a connection pool to one of the two databases. Cheap to clone.
+/// The store: a connection pool to one of the two databases, and the options it was opened
+/// with (retention and lead rules are used by [`Store::ingest`] and [`Store::maintain`]).
+/// Cheap to clone.
 #[derive(Debug, Clone)]
 pub enum Store {
-    Postgres(sqlx::PgPool),
-    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool, StoreOptions),
+    Sqlite(sqlx::SqlitePool, StoreOptions),
 }
 
-// Placeholder bodies until the implementation lands; every method's contract is in its doc.
-#[allow(clippy::unused_async)]
+/// ECU ids are CAN ids, stored from `u32`; anything else read back is shown as 0.
+fn ecu_u32(ecu: i64) -> u32 {
+    u32::try_from(ecu).unwrap_or(0)
+}
+
 impl Store {
     /// Connects to `postgres://...` or `sqlite://PATH` (`sqlite::memory:`), creating a SQLite
     /// file when missing. Does not migrate.
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
-        let _ = options;
-        Err(StoreError::BadUrl(url.to_owned()))
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new()
+                .max_connections(options.max_connections)
+                .connect(url)
+                .await?;
+            return Ok(Store::Postgres(pool, options));
+        }
+        if !url.starts_with("sqlite:") {
+            return Err(StoreError::BadUrl(url.to_owned()));
+        }
+        let connect = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10));
+        // Every connection to `sqlite::memory:` is its own database: keep exactly one, forever.
+        let memory = url.contains(":memory:") || url.contains("mode=memory");
+        let pool = if memory {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            SqlitePoolOptions::new().max_connections(options.max_connections)
+        }
+        .connect_with(connect)
+        .await?;
+        Ok(Store::Sqlite(pool, options))
     }
 
     /// Applies the migrations of this database kind (and, on PostgreSQL with the `timescaledb`
     /// extension available, the TimescaleDB setup). Safe to run at every start and from
     /// several instances at once.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        Ok(())
+        match self {
+            Store::Postgres(pool, options) => pg::migrate(pool, options).await,
+            Store::Sqlite(pool, _) => sqlite::migrate(pool).await,
+        }
     }
 
     /// Stores a batch in one transaction, idempotently: a message whose `(device_id, boot_id,
@@ -199,27 +258,46 @@ impl Store {
     /// and the current DTC state, records sequence gaps, updates devices and vehicles, and
     /// writes leads to the outbox in the same transaction. Status messages update presence.
     pub async fn ingest(&self, batch: &[Envelope]) -> Result<IngestOutcome, StoreError> {
-        let _ = batch;
-        Ok(IngestOutcome::default())
+        let outcome = match self {
+            Store::Postgres(pool, options) => pg::ingest(pool, batch, options).await?,
+            Store::Sqlite(pool, options) => sqlite::ingest(pool, batch, options).await?,
+        };
+        tracing::debug!(
+            messages = batch.len(),
+            new = outcome.new_messages,
+            duplicates = outcome.duplicates,
+            samples = outcome.samples,
+            dtc_events = outcome.dtc_events,
+            leads = outcome.leads,
+            gaps = outcome.gaps,
+            "batch stored"
+        );
+        Ok(outcome)
     }
 
     /// Keeps messages that failed validation, with their raw bytes.
     pub async fn dead_letter(&self, letters: &[DeadLetter]) -> Result<(), StoreError> {
-        let _ = letters;
-        Ok(())
+        match self {
+            Store::Postgres(pool, _) => pg::dead_letter(pool, letters).await,
+            Store::Sqlite(pool, _) => sqlite::dead_letter(pool, letters).await,
+        }
     }
 
     /// Creates time partitions ahead and drops those past retention (plain PostgreSQL), or
     /// nothing (TimescaleDB policies, SQLite deletes old rows).
     pub async fn maintain(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let _ = now;
-        Ok(())
+        match self {
+            Store::Postgres(pool, options) => pg::maintain(pool, now, options).await,
+            Store::Sqlite(pool, options) => sqlite::maintain(pool, now, options).await,
+        }
     }
 
     /// Each signal's latest value for a vehicle.
     pub async fn latest_values(&self, vin: &str) -> Result<Vec<LatestValue>, StoreError> {
-        let _ = vin;
-        Ok(Vec::new())
+        match self {
+            Store::Postgres(pool, _) => pg::latest_values(pool, vin).await,
+            Store::Sqlite(pool, _) => sqlite::latest_values(pool, vin).await,
+        }
     }
 
     /// A signal's samples for a vehicle in `[from, to]` (device time), oldest first.
@@ -230,25 +308,33 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<SamplePoint>, StoreError> {
-        let _ = (vin, signal, from, to);
-        Ok(Vec::new())
+        match self {
+            Store::Postgres(pool, _) => pg::samples(pool, vin, signal, from, to).await,
+            Store::Sqlite(pool, _) => sqlite::samples(pool, vin, signal, from, to).await,
+        }
     }
 
     /// A vehicle's DTC events, newest first.
     pub async fn dtc_history(&self, vin: &str) -> Result<Vec<DtcEvent>, StoreError> {
-        let _ = vin;
-        Ok(Vec::new())
+        match self {
+            Store::Postgres(pool, _) => pg::dtc_history(pool, vin).await,
+            Store::Sqlite(pool, _) => sqlite::dtc_history(pool, vin).await,
+        }
     }
 
     /// Recorded gaps for a device.
     pub async fn gaps(&self, device_id: &str) -> Result<Vec<Gap>, StoreError> {
-        let _ = device_id;
-        Ok(Vec::new())
+        match self {
+            Store::Postgres(pool, _) => pg::gaps(pool, device_id).await,
+            Store::Sqlite(pool, _) => sqlite::gaps(pool, device_id).await,
+        }
     }
 
     pub async fn device(&self, device_id: &str) -> Result<Option<DeviceRow>, StoreError> {
-        let _ = device_id;
-        Ok(None)
+        match self {
+            Store::Postgres(pool, _) => pg::device(pool, device_id).await,
+            Store::Sqlite(pool, _) => sqlite::device(pool, device_id).await,
+        }
     }
 
     /// Leads due for sending (not sent, next attempt time passed), oldest first.
@@ -257,14 +343,18 @@ impl Store {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<OutboxLead>, StoreError> {
-        let _ = (now, limit);
-        Ok(Vec::new())
+        match self {
+            Store::Postgres(pool, _) => pg::due_leads(pool, now, limit).await,
+            Store::Sqlite(pool, _) => sqlite::due_leads(pool, now, limit).await,
+        }
     }
 
     /// The CRM has the lead.
     pub async fn lead_sent(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-        let _ = (id, at);
-        Ok(())
+        match self {
+            Store::Postgres(pool, _) => pg::lead_sent(pool, id, at).await,
+            Store::Sqlite(pool, _) => sqlite::lead_sent(pool, id, at).await,
+        }
     }
 
     /// Sending failed: try again at `retry_at`.
@@ -274,13 +364,17 @@ impl Store {
         error: &str,
         retry_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let _ = (id, error, retry_at);
-        Ok(())
+        match self {
+            Store::Postgres(pool, _) => pg::lead_failed(pool, id, error, retry_at).await,
+            Store::Sqlite(pool, _) => sqlite::lead_failed(pool, id, error, retry_at).await,
+        }
     }
 
     /// Dead letters, newest first (for operators and tests).
     pub async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
-        let _ = limit;
-        Ok(Vec::new())
+        match self {
+            Store::Postgres(pool, _) => pg::dead_letters(pool, limit).await,
+            Store::Sqlite(pool, _) => sqlite::dead_letters(pool, limit).await,
+        }
     }
 }

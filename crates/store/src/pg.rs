@@ -1,0 +1,783 @@
+//! PostgreSQL: batch writes as one `UNNEST` statement per table, native daily partitions for
+//! telemetry (or TimescaleDB, see [`crate::timescale`]), advisory locks so several ingest
+//! instances can share the database.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::{PgPool, Postgres, Row, Transaction};
+use tracing::{debug, info};
+
+use crate::model::{
+    self, BootKey, BootState, DtcState, GapSpan, Key, KeyRow, Loaded, Plan, StateKey,
+};
+use crate::{
+    DeadLetter, DeviceRow, DtcEvent, Envelope, Gap, IngestOutcome, LatestValue, OutboxLead,
+    SamplePoint, StoreError, StoreOptions, timescale,
+};
+
+/// Partitions made ahead of today.
+const PARTITION_DAYS_AHEAD: u32 = 3;
+/// Advisory lock classes (first half of the 64-bit key) so the store's locks cannot collide
+/// with each other: one for schema upkeep, one per vehicle (DTC state), one per device (seqs).
+const LOCK_MAINTAIN: i64 = 0x7411_0001 << 32;
+const LOCK_VIN: i64 = 0x7411_0002 << 32;
+const LOCK_DEVICE: i64 = 0x7411_0003 << 32;
+
+type Tx = Transaction<'static, Postgres>;
+
+/// A stable 32-bit hash (FNV-1a) for advisory lock keys: the same on every instance.
+fn lock_key(class: i64, name: &str) -> i64 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    class | i64::from(h)
+}
+
+pub(crate) async fn migrate(pool: &PgPool, options: &StoreOptions) -> Result<(), StoreError> {
+    sqlx::migrate!("./migrations/postgres").run(pool).await?;
+    match telemetry_kind(pool).await?.as_deref() {
+        Some("p") => maintain_partitions(pool, Utc::now(), options).await,
+        Some(_) => timescale::setup(pool, options, LOCK_MAINTAIN).await,
+        None => Ok(()),
+    }
+}
+
+/// `p` when telemetry is natively partitioned, `r` when it is a plain table (a hypertable).
+async fn telemetry_kind(pool: &PgPool) -> Result<Option<String>, StoreError> {
+    let kind: Option<String> = sqlx::query_scalar(
+        "SELECT relkind::text FROM pg_class WHERE oid = to_regclass('telemetry')",
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(kind)
+}
+
+pub(crate) async fn maintain(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    options: &StoreOptions,
+) -> Result<(), StoreError> {
+    if telemetry_kind(pool).await?.as_deref() == Some("p") {
+        maintain_partitions(pool, now, options).await?;
+    }
+    // TimescaleDB's retention policy drops its chunks itself; the dedupe keys are ours.
+    let cutoff = model::retention_cutoff(now, options.retention_days);
+    let pruned = sqlx::query("DELETE FROM messages WHERE received_at < $1")
+        .bind(cutoff)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    debug!(pruned, %cutoff, "dedupe keys past retention pruned");
+    Ok(())
+}
+
+fn day_start(day: NaiveDate) -> String {
+    format!("{} 00:00:00+00", day.format("%Y-%m-%d"))
+}
+
+/// Makes today's and the next days' partitions and drops those past retention, under an
+/// advisory lock so instances starting together do not race.
+async fn maintain_partitions(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    options: &StoreOptions,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(LOCK_MAINTAIN)
+        .execute(&mut *tx)
+        .await?;
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         WHERE i.inhparent = 'telemetry'::regclass",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let existing: Vec<NaiveDate> = names
+        .iter()
+        .filter_map(|n| model::partition_day(n))
+        .collect();
+    let (create, drop) =
+        model::partition_plan(now, PARTITION_DAYS_AHEAD, options.retention_days, &existing);
+    for day in create {
+        let Some(next) = day.succ_opt() else { continue };
+        let name = model::partition_name(day);
+        let (from, to) = (day_start(day), day_start(next));
+        // Rows a fast device clock put in the default partition move into their day first;
+        // attaching would fail while the default partition holds rows of the new range.
+        sqlx::query(&format!(
+            "CREATE TABLE {name} (LIKE telemetry INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+        ))
+        .execute(&mut *tx)
+        .await?;
+        let moved = sqlx::query(&format!(
+            "WITH moved AS (DELETE FROM telemetry_default
+                            WHERE device_time >= '{from}' AND device_time < '{to}' RETURNING *)
+             INSERT INTO {name} SELECT * FROM moved"
+        ))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query(&format!(
+            "ALTER TABLE telemetry ATTACH PARTITION {name} FOR VALUES FROM ('{from}') TO ('{to}')"
+        ))
+        .execute(&mut *tx)
+        .await?;
+        info!(partition = %name, moved, "telemetry partition created");
+    }
+    for day in drop {
+        let name = model::partition_name(day);
+        sqlx::query(&format!("DROP TABLE IF EXISTS {name}"))
+            .execute(&mut *tx)
+            .await?;
+        info!(partition = %name, "telemetry partition past retention dropped");
+    }
+    let cutoff = model::retention_cutoff(now, options.retention_days);
+    sqlx::query("DELETE FROM telemetry_default WHERE device_time < $1")
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(crate) async fn ingest(
+    pool: &PgPool,
+    batch: &[Envelope],
+    options: &StoreOptions,
+) -> Result<IngestOutcome, StoreError> {
+    let split = model::split(batch)?;
+    let mut tx = pool.begin().await?;
+    let stored = insert_keys(&mut tx, &split.keyed).await?;
+    let keyed_count = split.keyed.len() as u64;
+    let fresh: Vec<(&Envelope, KeyRow)> = split
+        .keyed
+        .into_iter()
+        .filter(|(_, row)| stored.contains(&row.key))
+        .collect();
+    let (vins, boots) = model::wanted(&fresh);
+    lock(&mut tx, &vins, &boots).await?;
+    let loaded = load(&mut tx, &vins, &boots).await?;
+    let plan = model::plan(&fresh, &split.statuses, loaded, options);
+    let leads = write(&mut tx, &plan).await?;
+    tx.commit().await?;
+    Ok(IngestOutcome {
+        new_messages: fresh.len() as u64,
+        duplicates: split.in_batch_duplicates + keyed_count - fresh.len() as u64,
+        samples: plan.telemetry.len() as u64,
+        dtc_events: plan.dtc_events.len() as u64,
+        leads,
+        gaps: plan.new_gaps,
+    })
+}
+
+/// Inserts the batch's dedupe keys; returns those that were not there yet.
+async fn insert_keys(
+    tx: &mut Tx,
+    keyed: &[(&Envelope, KeyRow)],
+) -> Result<HashSet<Key>, StoreError> {
+    if keyed.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows: Vec<&KeyRow> = keyed.iter().map(|(_, r)| r).collect();
+    let returned = sqlx::query(
+        "INSERT INTO messages (device_id, boot_id, seq, kind, device_time, received_at)
+         SELECT * FROM UNNEST($1::text[], $2::bytea[], $3::int8[], $4::text[],
+                              $5::timestamptz[], $6::timestamptz[])
+         ON CONFLICT DO NOTHING
+         RETURNING device_id, boot_id, seq",
+    )
+    .bind(
+        rows.iter()
+            .map(|r| r.key.device_id.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|r| r.key.boot_id.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.iter().map(|r| r.key.seq).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.kind.to_owned()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.device_time).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.received_at).collect::<Vec<_>>())
+    .fetch_all(&mut **tx)
+    .await?;
+    returned
+        .iter()
+        .map(|row| {
+            Ok(Key {
+                device_id: row.try_get(0)?,
+                boot_id: row.try_get(1)?,
+                seq: row.try_get(2)?,
+            })
+        })
+        .collect()
+}
+
+/// Serialises read-modify-write of DTC state per vehicle and of seq state per device across
+/// instances; keys are taken in sorted order so two batches cannot deadlock.
+async fn lock(tx: &mut Tx, vins: &[String], boots: &[BootKey]) -> Result<(), StoreError> {
+    let mut keys: Vec<i64> = vins.iter().map(|v| lock_key(LOCK_VIN, v)).collect();
+    keys.extend(boots.iter().map(|(d, _)| lock_key(LOCK_DEVICE, d)));
+    keys.sort_unstable();
+    keys.dedup();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "SELECT count(pg_advisory_xact_lock(k))
+         FROM (SELECT k FROM UNNEST($1::int8[]) AS u(k) ORDER BY k) AS sorted",
+    )
+    .bind(keys)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn load(tx: &mut Tx, vins: &[String], boots: &[BootKey]) -> Result<Loaded, StoreError> {
+    let mut loaded = Loaded::default();
+    if !vins.is_empty() {
+        let rows = sqlx::query(
+            "SELECT vin, ecu, code, kind, active, since, occurrence, updated_at
+             FROM dtc_state WHERE vin = ANY($1)",
+        )
+        .bind(vins)
+        .fetch_all(&mut **tx)
+        .await?;
+        for row in rows {
+            loaded.dtc.insert(
+                StateKey {
+                    vin: row.try_get(0)?,
+                    ecu: row.try_get(1)?,
+                    code: row.try_get(2)?,
+                    kind: row.try_get(3)?,
+                },
+                DtcState {
+                    active: row.try_get(4)?,
+                    since: row.try_get(5)?,
+                    occurrence: row.try_get(6)?,
+                    updated_at: row.try_get(7)?,
+                },
+            );
+        }
+    }
+    if !boots.is_empty() {
+        let devices: Vec<String> = boots.iter().map(|(d, _)| d.clone()).collect();
+        let boot_ids: Vec<Vec<u8>> = boots.iter().map(|(_, b)| b.clone()).collect();
+        let rows = sqlx::query(
+            "SELECT b.device_id, b.boot_id, b.max_seq FROM boot_seq b
+             JOIN UNNEST($1::text[], $2::bytea[]) AS u(d, bo) ON b.device_id = u.d AND b.boot_id = u.bo",
+        )
+        .bind(&devices)
+        .bind(&boot_ids)
+        .fetch_all(&mut **tx)
+        .await?;
+        for row in rows {
+            let key: BootKey = (row.try_get(0)?, row.try_get(1)?);
+            loaded.boots.entry(key).or_default().max_seq = row.try_get(2)?;
+        }
+        let rows = sqlx::query(
+            "SELECT g.device_id, g.boot_id, g.first_missing, g.last_missing, g.detected_at FROM gaps g
+             JOIN UNNEST($1::text[], $2::bytea[]) AS u(d, bo) ON g.device_id = u.d AND g.boot_id = u.bo
+             ORDER BY g.first_missing",
+        )
+        .bind(&devices)
+        .bind(&boot_ids)
+        .fetch_all(&mut **tx)
+        .await?;
+        for row in rows {
+            let key: BootKey = (row.try_get(0)?, row.try_get(1)?);
+            loaded.boots.entry(key).or_default().gaps.push(GapSpan {
+                first: row.try_get(2)?,
+                last: row.try_get(3)?,
+                detected_at: row.try_get(4)?,
+            });
+        }
+    }
+    Ok(loaded)
+}
+
+fn json_text(value: Option<&serde_json::Value>) -> Option<String> {
+    value.map(serde_json::Value::to_string)
+}
+
+/// Writes the plan, one statement per table. Returns how many leads were new.
+async fn write(tx: &mut Tx, plan: &Plan) -> Result<u64, StoreError> {
+    if !plan.telemetry.is_empty() {
+        let t = &plan.telemetry;
+        sqlx::query(
+            "INSERT INTO telemetry (vin, device_id, signal, value, text, unit, pid, ecu,
+                                    device_time, received_at, boot_id, seq)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[],
+                                  $6::text[], $7::int8[], $8::int8[], $9::timestamptz[],
+                                  $10::timestamptz[], $11::bytea[], $12::int8[])",
+        )
+        .bind(t.iter().map(|r| r.vin.clone()).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.device_id.clone()).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.signal.clone()).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.value).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.text.clone()).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.unit.clone()).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.pid).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.ecu).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.device_time).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.received_at).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.boot_id.clone()).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.seq).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !plan.dtc_events.is_empty() {
+        let e = &plan.dtc_events;
+        sqlx::query(
+            "INSERT INTO dtc_events (vin, device_id, ecu, code, kind, change, mil_on, device_time,
+                                     received_at, freeze_frame, context)
+             SELECT vin, device_id, ecu, code, kind, change, mil_on, device_time, received_at,
+                    ff::jsonb, ctx::jsonb
+             FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[],
+                         $7::bool[], $8::timestamptz[], $9::timestamptz[], $10::text[], $11::text[])
+                  WITH ORDINALITY
+                  AS u(vin, device_id, ecu, code, kind, change, mil_on, device_time, received_at,
+                       ff, ctx, n)
+             ORDER BY n",
+        )
+        .bind(e.iter().map(|r| r.vin.clone()).collect::<Vec<_>>())
+        .bind(e.iter().map(|r| r.device_id.clone()).collect::<Vec<_>>())
+        .bind(e.iter().map(|r| r.ecu).collect::<Vec<_>>())
+        .bind(e.iter().map(|r| r.code.clone()).collect::<Vec<_>>())
+        .bind(e.iter().map(|r| r.kind.clone()).collect::<Vec<_>>())
+        .bind(e.iter().map(|r| r.change.to_owned()).collect::<Vec<_>>())
+        .bind(e.iter().map(|r| r.mil_on).collect::<Vec<_>>())
+        .bind(e.iter().map(|r| r.device_time).collect::<Vec<_>>())
+        .bind(e.iter().map(|r| r.received_at).collect::<Vec<_>>())
+        .bind(
+            e.iter()
+                .map(|r| json_text(r.freeze_frame.as_ref()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(e.iter().map(|r| r.context.to_string()).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !plan.dtc_state.is_empty() {
+        let s = &plan.dtc_state;
+        sqlx::query(
+            "INSERT INTO dtc_state (vin, ecu, code, kind, active, since, occurrence, updated_at)
+             SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::bool[],
+                                  $6::timestamptz[], $7::int8[], $8::timestamptz[])
+             ON CONFLICT (vin, ecu, code, kind) DO UPDATE SET
+                active = EXCLUDED.active, since = EXCLUDED.since,
+                occurrence = EXCLUDED.occurrence, updated_at = EXCLUDED.updated_at",
+        )
+        .bind(s.iter().map(|(k, _)| k.vin.clone()).collect::<Vec<_>>())
+        .bind(s.iter().map(|(k, _)| k.ecu).collect::<Vec<_>>())
+        .bind(s.iter().map(|(k, _)| k.code.clone()).collect::<Vec<_>>())
+        .bind(s.iter().map(|(k, _)| k.kind.clone()).collect::<Vec<_>>())
+        .bind(s.iter().map(|(_, v)| v.active).collect::<Vec<_>>())
+        .bind(s.iter().map(|(_, v)| v.since).collect::<Vec<_>>())
+        .bind(s.iter().map(|(_, v)| v.occurrence).collect::<Vec<_>>())
+        .bind(s.iter().map(|(_, v)| v.updated_at).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    }
+    let mut leads = 0;
+    if !plan.leads.is_empty() {
+        let l = &plan.leads;
+        leads = sqlx::query(
+            "INSERT INTO lead_outbox (idempotency_key, vin, device_id, ecu, code, reason, occurrence,
+                                      created_at, next_attempt_at)
+             SELECT k, vin, device_id, ecu, code, reason, occurrence, created_at, created_at
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[],
+                         $7::int8[], $8::timestamptz[]) WITH ORDINALITY
+                  AS u(k, vin, device_id, ecu, code, reason, occurrence, created_at, n)
+             ORDER BY n
+             ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(l.iter().map(|r| r.idempotency_key.clone()).collect::<Vec<_>>())
+        .bind(l.iter().map(|r| r.vin.clone()).collect::<Vec<_>>())
+        .bind(l.iter().map(|r| r.device_id.clone()).collect::<Vec<_>>())
+        .bind(l.iter().map(|r| r.ecu).collect::<Vec<_>>())
+        .bind(l.iter().map(|r| r.code.clone()).collect::<Vec<_>>())
+        .bind(l.iter().map(|r| r.reason.to_owned()).collect::<Vec<_>>())
+        .bind(l.iter().map(|r| r.occurrence).collect::<Vec<_>>())
+        .bind(l.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    }
+    write_boots(tx, &plan.boots, plan.received_at).await?;
+    write_devices(tx, plan).await?;
+    if !plan.command_results.is_empty() {
+        let c = &plan.command_results;
+        sqlx::query(
+            "INSERT INTO command_results (device_id, boot_id, seq, command_id, ok, error_code, error,
+                                          received_at)
+             SELECT * FROM UNNEST($1::text[], $2::bytea[], $3::int8[], $4::text[], $5::bool[],
+                                  $6::int4[], $7::text[], $8::timestamptz[])
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(c.iter().map(|r| r.key.device_id.clone()).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| r.key.boot_id.clone()).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| r.key.seq).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| r.command_id.clone()).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| r.ok).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| r.error_code).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| r.error.clone()).collect::<Vec<_>>())
+        .bind(c.iter().map(|r| r.received_at).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(leads)
+}
+
+/// Max seqs upserted; each changed boot's gap list replaces the stored one.
+async fn write_boots(
+    tx: &mut Tx,
+    boots: &[(BootKey, BootState)],
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if boots.is_empty() {
+        return Ok(());
+    }
+    let devices: Vec<String> = boots.iter().map(|((d, _), _)| d.clone()).collect();
+    let boot_ids: Vec<Vec<u8>> = boots.iter().map(|((_, b), _)| b.clone()).collect();
+    sqlx::query(
+        "INSERT INTO boot_seq (device_id, boot_id, max_seq, updated_at)
+         SELECT * FROM UNNEST($1::text[], $2::bytea[], $3::int8[], $4::timestamptz[])
+         ON CONFLICT (device_id, boot_id) DO UPDATE SET
+            max_seq = EXCLUDED.max_seq, updated_at = EXCLUDED.updated_at",
+    )
+    .bind(&devices)
+    .bind(&boot_ids)
+    .bind(boots.iter().map(|(_, s)| s.max_seq).collect::<Vec<_>>())
+    .bind(vec![at; boots.len()])
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "DELETE FROM gaps g USING UNNEST($1::text[], $2::bytea[]) AS u(d, bo)
+         WHERE g.device_id = u.d AND g.boot_id = u.bo",
+    )
+    .bind(&devices)
+    .bind(&boot_ids)
+    .execute(&mut **tx)
+    .await?;
+    let gaps: Vec<(&BootKey, &GapSpan)> = boots
+        .iter()
+        .flat_map(|(k, s)| s.gaps.iter().map(move |g| (k, g)))
+        .collect();
+    if !gaps.is_empty() {
+        sqlx::query(
+            "INSERT INTO gaps (device_id, boot_id, first_missing, last_missing, detected_at)
+             SELECT * FROM UNNEST($1::text[], $2::bytea[], $3::int8[], $4::int8[], $5::timestamptz[])",
+        )
+        .bind(gaps.iter().map(|(k, _)| k.0.clone()).collect::<Vec<_>>())
+        .bind(gaps.iter().map(|(k, _)| k.1.clone()).collect::<Vec<_>>())
+        .bind(gaps.iter().map(|(_, g)| g.first).collect::<Vec<_>>())
+        .bind(gaps.iter().map(|(_, g)| g.last).collect::<Vec<_>>())
+        .bind(gaps.iter().map(|(_, g)| g.detected_at).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn write_devices(tx: &mut Tx, plan: &Plan) -> Result<(), StoreError> {
+    if !plan.devices.is_empty() {
+        let d = &plan.devices;
+        sqlx::query(
+            "INSERT INTO devices (device_id, vin, first_seen, last_seen, online, presence_at,
+                                  agent_version)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[],
+                                  $5::bool[], $6::timestamptz[], $7::text[])
+             ON CONFLICT (device_id) DO UPDATE SET
+                vin = COALESCE(EXCLUDED.vin, devices.vin),
+                first_seen = LEAST(devices.first_seen, EXCLUDED.first_seen),
+                last_seen = GREATEST(devices.last_seen, EXCLUDED.last_seen),
+                online = CASE WHEN EXCLUDED.presence_at IS NOT NULL
+                               AND (devices.presence_at IS NULL
+                                    OR EXCLUDED.presence_at >= devices.presence_at)
+                              THEN EXCLUDED.online ELSE devices.online END,
+                presence_at = GREATEST(devices.presence_at, EXCLUDED.presence_at),
+                agent_version = COALESCE(EXCLUDED.agent_version, devices.agent_version)",
+        )
+        .bind(d.iter().map(|r| r.device_id.clone()).collect::<Vec<_>>())
+        .bind(d.iter().map(|r| r.vin.clone()).collect::<Vec<_>>())
+        .bind(d.iter().map(|r| r.first_seen).collect::<Vec<_>>())
+        .bind(d.iter().map(|r| r.last_seen).collect::<Vec<_>>())
+        .bind(d.iter().map(|r| r.online).collect::<Vec<_>>())
+        .bind(d.iter().map(|r| r.presence_at).collect::<Vec<_>>())
+        .bind(
+            d.iter()
+                .map(|r| r.agent_version.clone())
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !plan.vehicles.is_empty() {
+        let v = &plan.vehicles;
+        sqlx::query(
+            "INSERT INTO vehicles (vin, first_seen, last_seen, last_device_id, info)
+             SELECT vin, first_seen, last_seen, last_device_id, info::jsonb
+             FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], $4::text[], $5::text[])
+                  AS u(vin, first_seen, last_seen, last_device_id, info)
+             ON CONFLICT (vin) DO UPDATE SET
+                first_seen = LEAST(vehicles.first_seen, EXCLUDED.first_seen),
+                last_device_id = CASE WHEN EXCLUDED.last_seen >= vehicles.last_seen
+                                      THEN EXCLUDED.last_device_id ELSE vehicles.last_device_id END,
+                last_seen = GREATEST(vehicles.last_seen, EXCLUDED.last_seen),
+                info = COALESCE(EXCLUDED.info, vehicles.info)",
+        )
+        .bind(v.iter().map(|r| r.vin.clone()).collect::<Vec<_>>())
+        .bind(v.iter().map(|r| r.first_seen).collect::<Vec<_>>())
+        .bind(v.iter().map(|r| r.last_seen).collect::<Vec<_>>())
+        .bind(
+            v.iter()
+                .map(|r| r.last_device_id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            v.iter()
+                .map(|r| json_text(r.info.as_ref()))
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn dead_letter(pool: &PgPool, letters: &[DeadLetter]) -> Result<(), StoreError> {
+    if letters.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO dead_letters (received_at, topic, payload, reason)
+         SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::bytea[], $4::text[])",
+    )
+    .bind(letters.iter().map(|l| l.received_at).collect::<Vec<_>>())
+    .bind(letters.iter().map(|l| l.topic.clone()).collect::<Vec<_>>())
+    .bind(
+        letters
+            .iter()
+            .map(|l| l.payload.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(letters.iter().map(|l| l.reason.clone()).collect::<Vec<_>>())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn dead_letters(pool: &PgPool, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT received_at, topic, payload, reason FROM dead_letters
+         ORDER BY received_at DESC, id DESC LIMIT $1",
+    )
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DeadLetter {
+                received_at: r.try_get(0)?,
+                topic: r.try_get(1)?,
+                payload: r.try_get(2)?,
+                reason: r.try_get(3)?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn latest_values(
+    pool: &PgPool,
+    vin: &str,
+) -> Result<Vec<LatestValue>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT ON (signal) signal, value, text, unit, device_time, received_at
+         FROM telemetry WHERE vin = $1
+         ORDER BY signal, device_time DESC, received_at DESC",
+    )
+    .bind(vin)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(LatestValue {
+                signal: r.try_get(0)?,
+                value: r.try_get(1)?,
+                text: r.try_get(2)?,
+                unit: r.try_get(3)?,
+                device_time: r.try_get(4)?,
+                received_at: r.try_get(5)?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn samples(
+    pool: &PgPool,
+    vin: &str,
+    signal: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<SamplePoint>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT device_time, value FROM telemetry
+         WHERE vin = $1 AND signal = $2 AND device_time BETWEEN $3 AND $4
+         ORDER BY device_time, received_at",
+    )
+    .bind(vin)
+    .bind(signal)
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(SamplePoint {
+                device_time: r.try_get(0)?,
+                value: r.try_get(1)?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn dtc_history(pool: &PgPool, vin: &str) -> Result<Vec<DtcEvent>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT vin, ecu, code, kind, change, mil_on, device_time, received_at, freeze_frame::text
+         FROM dtc_events WHERE vin = $1 ORDER BY device_time DESC, id DESC",
+    )
+    .bind(vin)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let ecu: i64 = r.try_get(1)?;
+            let frame: Option<String> = r.try_get(8)?;
+            Ok(DtcEvent {
+                vin: r.try_get(0)?,
+                ecu: crate::ecu_u32(ecu),
+                code: r.try_get(2)?,
+                kind: r.try_get(3)?,
+                change: r.try_get(4)?,
+                mil_on: r.try_get(5)?,
+                device_time: r.try_get(6)?,
+                received_at: r.try_get(7)?,
+                freeze_frame: frame.map(|f| serde_json::from_str(&f)).transpose()?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn gaps(pool: &PgPool, device_id: &str) -> Result<Vec<Gap>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT device_id, boot_id, first_missing, last_missing FROM gaps
+         WHERE device_id = $1 ORDER BY boot_id, first_missing",
+    )
+    .bind(device_id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let first: i64 = r.try_get(2)?;
+            let last: i64 = r.try_get(3)?;
+            Ok(Gap {
+                device_id: r.try_get(0)?,
+                boot_id: r.try_get(1)?,
+                first_missing: first.unsigned_abs(),
+                last_missing: last.unsigned_abs(),
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn device(
+    pool: &PgPool,
+    device_id: &str,
+) -> Result<Option<DeviceRow>, StoreError> {
+    let row = sqlx::query(
+        "SELECT device_id, vin, online, first_seen, last_seen FROM devices WHERE device_id = $1",
+    )
+    .bind(device_id)
+    .fetch_optional(pool)
+    .await?;
+    row.map(|r| {
+        Ok(DeviceRow {
+            device_id: r.try_get(0)?,
+            vin: r.try_get(1)?,
+            online: r.try_get(2)?,
+            first_seen: r.try_get(3)?,
+            last_seen: r.try_get(4)?,
+        })
+    })
+    .transpose()
+}
+
+pub(crate) async fn due_leads(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<OutboxLead>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, idempotency_key, vin, device_id, ecu, code, reason, occurrence, created_at,
+                attempts
+         FROM lead_outbox WHERE sent_at IS NULL AND next_attempt_at <= $1
+         ORDER BY created_at, id LIMIT $2",
+    )
+    .bind(now)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(lead_from_row).collect()
+}
+
+pub(crate) async fn lead_sent(pool: &PgPool, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE lead_outbox SET sent_at = $2, attempts = attempts + 1, last_error = NULL
+         WHERE id = $1 AND sent_at IS NULL",
+    )
+    .bind(id)
+    .bind(at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn lead_failed(
+    pool: &PgPool,
+    id: i64,
+    error: &str,
+    retry_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE lead_outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3
+         WHERE id = $1 AND sent_at IS NULL",
+    )
+    .bind(id)
+    .bind(error)
+    .bind(retry_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+fn lead_from_row(r: &sqlx::postgres::PgRow) -> Result<OutboxLead, StoreError> {
+    let ecu: i64 = r.try_get(4)?;
+    Ok(OutboxLead {
+        id: r.try_get(0)?,
+        idempotency_key: r.try_get(1)?,
+        vin: r.try_get(2)?,
+        device_id: r.try_get(3)?,
+        ecu: crate::ecu_u32(ecu),
+        code: r.try_get(5)?,
+        reason: r.try_get(6)?,
+        occurrence: r.try_get(7)?,
+        created_at: r.try_get(8)?,
+        attempts: r.try_get(9)?,
+    })
+}

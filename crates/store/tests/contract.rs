@@ -1,0 +1,1039 @@
+//! The store's contract, run against both databases: every check is one `async fn` taking a
+//! freshly migrated [`Db`], and each has a `pg_` and a `sqlite_` test.
+//!
+//! PostgreSQL: each test creates its own database `telltale_test_<random>` through the
+//! maintenance database at `TELLTALE_TEST_PG_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`) and drops it afterwards, also when the check
+//! fails. SQLite: a file in a temporary directory.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::Connection;
+use telltale_store::{DeadLetter, Envelope, Store, StoreOptions, Uplink};
+use telltale_wire::v1;
+
+const VIN: &str = "WVWZZZ1JZXW000001";
+const DEV: &str = "dongle-1";
+/// 2025-06-01T12:00:00Z.
+const T0: i64 = 1_748_779_200_000;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A migrated store on a database of its own.
+#[derive(Debug, Clone)]
+struct Db {
+    store: Store,
+    _cleanup: Arc<Cleanup>,
+}
+
+/// Removes the test's database when the last [`Db`] clone goes, also while a failed check
+/// unwinds: the SQLite directory goes with the `TempDir`, the PostgreSQL database is dropped
+/// from a thread of its own (no async in `Drop`).
+#[derive(Debug)]
+enum Cleanup {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let Cleanup::Postgres(name) = self else {
+            return;
+        };
+        let name = name.clone();
+        let dropper = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                    let _ = conn.close().await;
+                }
+            });
+        });
+        let _ = dropper.join();
+    }
+}
+
+fn admin_url() -> String {
+    std::env::var("TELLTALE_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn unique_name() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = Utc::now().timestamp_subsec_nanos();
+    format!(
+        "telltale_test_{}_{}_{}",
+        std::process::id(),
+        nanos,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+async fn open(backend: Backend, options: StoreOptions) -> Db {
+    match backend {
+        Backend::Sqlite => {
+            let Ok(dir) = tempfile::tempdir() else {
+                panic!("no temporary directory");
+            };
+            let url = format!("sqlite://{}", dir.path().join("store.db").display());
+            let store = match Store::connect(&url, options).await {
+                Ok(s) => s,
+                Err(e) => panic!("connect {url}: {e}"),
+            };
+            if let Err(e) = store.migrate().await {
+                panic!("migrate sqlite: {e}");
+            }
+            Db {
+                store,
+                _cleanup: Arc::new(Cleanup::Sqlite(dir)),
+            }
+        }
+        Backend::Postgres => {
+            let admin = admin_url();
+            let name = unique_name();
+            let mut conn = match sqlx::PgConnection::connect(&admin).await {
+                Ok(c) => c,
+                Err(e) => panic!("PostgreSQL at {admin} (set TELLTALE_TEST_PG_URL): {e}"),
+            };
+            if let Err(e) = sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+            {
+                panic!("create database {name}: {e}");
+            }
+            let _ = conn.close().await;
+            let cleanup = Arc::new(Cleanup::Postgres(name.clone()));
+            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+            let url = format!("{base}/{name}");
+            let store = match Store::connect(&url, options).await {
+                Ok(s) => s,
+                Err(e) => panic!("connect {url}: {e}"),
+            };
+            if let Err(e) = store.migrate().await {
+                panic!("migrate postgres: {e}");
+            }
+            Db {
+                store,
+                _cleanup: cleanup,
+            }
+        }
+    }
+}
+
+/// Runs a check on a fresh database; the database goes when the check ends or panics.
+async fn run<F, Fut>(backend: Backend, options: StoreOptions, check: F)
+where
+    F: FnOnce(Db) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    check(open(backend, options).await).await;
+}
+
+impl Db {
+    fn backend(&self) -> Backend {
+        match self.store {
+            Store::Postgres(..) => Backend::Postgres,
+            Store::Sqlite(..) => Backend::Sqlite,
+        }
+    }
+
+    async fn scalar(&self, sql: &str) -> i64 {
+        let r = match &self.store {
+            Store::Postgres(pool, _) => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await,
+            Store::Sqlite(pool, _) => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await,
+        };
+        match r {
+            Ok(n) => n,
+            Err(e) => panic!("{sql}: {e}"),
+        }
+    }
+
+    async fn count(&self, table: &str) -> i64 {
+        self.scalar(&format!("SELECT count(*) FROM {table}")).await
+    }
+
+    async fn ingest(&self, batch: &[Envelope]) -> telltale_store::IngestOutcome {
+        match self.store.ingest(batch).await {
+            Ok(o) => o,
+            Err(e) => panic!("ingest: {e}"),
+        }
+    }
+}
+
+fn at(ms: i64) -> DateTime<Utc> {
+    let Some(t) = DateTime::from_timestamp_millis(ms) else {
+        panic!("bad test time {ms}");
+    };
+    t
+}
+
+fn header(boot: u8, seq: u64, ms: i64) -> Option<v1::UplinkHeader> {
+    Some(v1::UplinkHeader {
+        device_id: DEV.into(),
+        boot_id: vec![boot; 16],
+        seq,
+        created_unix_ms: ms,
+    })
+}
+
+/// A telemetry batch whose samples are `(signal, value, device ms)`; received 2 s later.
+fn tele(boot: u8, seq: u64, samples: &[(&str, f64, i64)]) -> Envelope {
+    let made = samples.iter().map(|s| s.2).max().unwrap_or(T0);
+    Envelope {
+        device_id: DEV.into(),
+        received_at: at(made + 2_000),
+        message: Uplink::Telemetry(v1::TelemetryBatch {
+            header: header(boot, seq, made),
+            vin: VIN.into(),
+            samples: samples
+                .iter()
+                .map(|(signal, value, ms)| v1::Sample {
+                    signal: (*signal).into(),
+                    value: *value,
+                    device_unix_ms: *ms,
+                    service: 1,
+                    pid: 0x0D,
+                    ecu_can_id: 0x7E8,
+                    unit: "km/h".into(),
+                    text: String::new(),
+                })
+                .collect(),
+        }),
+    }
+}
+
+fn dtc(code: &str, kind: v1::DtcKind) -> v1::Dtc {
+    v1::Dtc {
+        code: code.into(),
+        kind: kind as i32,
+        ..Default::default()
+    }
+}
+
+/// A DTC report from ECU 0x7E8 made at `T0 + seq` minutes, received 1 s later.
+fn report(seq: u64, mil_on: bool, current: Vec<v1::Dtc>) -> Envelope {
+    let made = T0 + seq as i64 * 60_000;
+    Envelope {
+        device_id: DEV.into(),
+        received_at: at(made + 1_000),
+        message: Uplink::Dtc(v1::DtcReport {
+            header: header(1, seq, made),
+            vin: VIN.into(),
+            device_unix_ms: made,
+            ecus: vec![v1::EcuDtcs {
+                ecu_can_id: 0x7E8,
+                mil_on,
+                current,
+                ..Default::default()
+            }],
+            odometer_km: Some(123_456.7),
+            reason: v1::DtcReportReason::Changed as i32,
+            ..Default::default()
+        }),
+    }
+}
+
+fn status(presence: v1::Presence, received_ms: i64) -> Envelope {
+    Envelope {
+        device_id: DEV.into(),
+        received_at: at(received_ms),
+        message: Uplink::Status(v1::Status {
+            header: header(1, 0, received_ms),
+            presence: presence as i32,
+            agent_version: "0.1.0".into(),
+            ..Default::default()
+        }),
+    }
+}
+
+fn lead_keys(leads: &[telltale_store::OutboxLead]) -> Vec<String> {
+    leads.iter().map(|l| l.idempotency_key.clone()).collect()
+}
+
+async fn due(db: &Db, now: DateTime<Utc>) -> Vec<telltale_store::OutboxLead> {
+    match db.store.due_leads(now, 100).await {
+        Ok(l) => l,
+        Err(e) => panic!("due_leads: {e}"),
+    }
+}
+
+// ---- checks ----
+
+async fn migrate_twice(db: Db) {
+    if let Err(e) = db.store.migrate().await {
+        panic!("second migrate: {e}");
+    }
+    let o = db
+        .ingest(&[tele(1, 1, &[("Vehicle.Speed", 50.0, T0)])])
+        .await;
+    assert_eq!(o.new_messages, 1);
+}
+
+async fn ingest_then_query(db: Db) {
+    let mut batch = tele(
+        1,
+        1,
+        &[
+            ("Vehicle.Speed", 10.0, T0),
+            ("Vehicle.Speed", 20.0, T0 + 1_000),
+            ("Vehicle.Speed", 30.0, T0 + 2_000),
+            (
+                "Vehicle.Powertrain.CombustionEngine.Speed",
+                900.0,
+                T0 + 1_500,
+            ),
+        ],
+    );
+    if let Uplink::Telemetry(b) = &mut batch.message {
+        b.samples.push(v1::Sample {
+            signal: "obd.fuel_system_status".into(),
+            device_unix_ms: T0 + 500,
+            service: 1,
+            pid: 0x03,
+            ecu_can_id: 0x7E8,
+            text: "closed loop".into(),
+            ..Default::default()
+        });
+    }
+    let o = db.ingest(&[batch]).await;
+    assert_eq!((o.new_messages, o.duplicates, o.samples), (1, 0, 5));
+
+    let Ok(latest) = db.store.latest_values(VIN).await else {
+        panic!("latest_values failed");
+    };
+    let by_signal: Vec<(&str, f64, Option<&str>)> = latest
+        .iter()
+        .map(|l| (l.signal.as_str(), l.value, l.text.as_deref()))
+        .collect();
+    assert_eq!(
+        by_signal,
+        vec![
+            ("Vehicle.Powertrain.CombustionEngine.Speed", 900.0, None),
+            ("Vehicle.Speed", 30.0, None),
+            ("obd.fuel_system_status", 0.0, Some("closed loop")),
+        ]
+    );
+
+    // The window is inclusive at both ends and in device time.
+    let Ok(points) = db
+        .store
+        .samples(VIN, "Vehicle.Speed", at(T0 + 1_000), at(T0 + 2_000))
+        .await
+    else {
+        panic!("samples failed");
+    };
+    let values: Vec<f64> = points.iter().map(|p| p.value).collect();
+    assert_eq!(values, vec![20.0, 30.0]);
+    assert_eq!(points[0].device_time, at(T0 + 1_000));
+    let Ok(none) = db
+        .store
+        .samples("OTHERVIN", "Vehicle.Speed", at(0), at(T0 * 2))
+        .await
+    else {
+        panic!("samples failed");
+    };
+    assert!(none.is_empty());
+
+    db.ingest(&[report(2, false, vec![dtc("P0420", v1::DtcKind::Stored)])])
+        .await;
+    let Ok(history) = db.store.dtc_history(VIN).await else {
+        panic!("dtc_history failed");
+    };
+    assert_eq!(history.len(), 1);
+    assert_eq!(
+        (
+            history[0].code.as_str(),
+            history[0].change.as_str(),
+            history[0].kind.as_str()
+        ),
+        ("P0420", "appeared", "stored")
+    );
+    assert_eq!(history[0].ecu, 0x7E8);
+
+    let Ok(Some(device)) = db.store.device(DEV).await else {
+        panic!("device missing");
+    };
+    assert_eq!(device.vin.as_deref(), Some(VIN));
+    assert_eq!(db.count("vehicles").await, 1);
+}
+
+async fn same_batch_twice(db: Db) {
+    let batch = vec![
+        tele(
+            1,
+            1,
+            &[("Vehicle.Speed", 10.0, T0), ("Vehicle.Speed", 11.0, T0 + 1)],
+        ),
+        report(2, true, vec![dtc("P0301", v1::DtcKind::Stored)]),
+        tele(1, 3, &[("Vehicle.Speed", 12.0, T0 + 5_000)]),
+    ];
+    let first = db.ingest(&batch).await;
+    assert_eq!((first.new_messages, first.duplicates), (3, 0));
+    assert_eq!((first.samples, first.dtc_events, first.leads), (3, 1, 2));
+    let tables = [
+        "telemetry",
+        "messages",
+        "dtc_events",
+        "dtc_state",
+        "lead_outbox",
+        "gaps",
+    ];
+    let mut before = Vec::new();
+    for t in tables {
+        before.push(db.count(t).await);
+    }
+    let second = db.ingest(&batch).await;
+    assert_eq!(
+        second,
+        telltale_store::IngestOutcome {
+            new_messages: 0,
+            duplicates: 3,
+            ..Default::default()
+        }
+    );
+    let mut after = Vec::new();
+    for t in tables {
+        after.push(db.count(t).await);
+    }
+    assert_eq!(before, after);
+    assert_eq!(after[0], 3);
+}
+
+async fn redelivery_inside_a_new_batch(db: Db) {
+    let m1 = tele(1, 1, &[("Vehicle.Speed", 1.0, T0)]);
+    let m2 = tele(1, 2, &[("Vehicle.Speed", 2.0, T0 + 1_000)]);
+    let m3 = tele(1, 3, &[("Vehicle.Speed", 3.0, T0 + 2_000)]);
+    db.ingest(&[m1, m2.clone()]).await;
+    // The redelivered message, and the same message twice within one batch.
+    let o = db.ingest(&[m2, m3.clone(), m3]).await;
+    assert_eq!((o.new_messages, o.duplicates, o.samples), (1, 2, 1));
+    assert_eq!(db.count("telemetry").await, 3);
+    assert_eq!(db.count("messages").await, 3);
+}
+
+async fn dtc_lifecycle_and_leads(db: Db) {
+    let p0420 = || vec![dtc("P0420", v1::DtcKind::Stored)];
+    let o = db.ingest(&[report(1, false, p0420())]).await;
+    assert_eq!((o.dtc_events, o.leads), (1, 1));
+    assert_eq!(
+        lead_keys(&due(&db, at(T0 + 86_400_000)).await),
+        vec![format!("{VIN}:P0420:1")]
+    );
+
+    // Still there: nothing new.
+    let o = db.ingest(&[report(2, false, p0420())]).await;
+    assert_eq!((o.dtc_events, o.leads), (0, 0));
+
+    // Cleared, then back: a second occurrence and a second lead.
+    let o = db.ingest(&[report(3, false, vec![])]).await;
+    assert_eq!((o.dtc_events, o.leads), (1, 0));
+    let o = db.ingest(&[report(4, false, p0420())]).await;
+    assert_eq!((o.dtc_events, o.leads), (1, 1));
+    let leads = due(&db, at(T0 + 86_400_000)).await;
+    assert_eq!(
+        lead_keys(&leads),
+        vec![format!("{VIN}:P0420:1"), format!("{VIN}:P0420:2")]
+    );
+    assert_eq!(leads[1].occurrence, 2);
+    assert_eq!(
+        (leads[1].reason.as_str(), leads[1].code.as_str()),
+        ("confirmed", "P0420")
+    );
+    assert_eq!(leads[1].device_id, DEV);
+
+    let Ok(history) = db.store.dtc_history(VIN).await else {
+        panic!("dtc_history failed");
+    };
+    let changes: Vec<&str> = history.iter().map(|e| e.change.as_str()).collect();
+    assert_eq!(
+        changes,
+        vec!["appeared", "cleared", "appeared"],
+        "newest first"
+    );
+    assert_eq!(
+        db.scalar("SELECT occurrence FROM dtc_state WHERE code = 'P0420'")
+            .await,
+        2
+    );
+}
+
+async fn mil_on_raises_a_lead(db: Db) {
+    db.ingest(&[report(1, false, vec![])]).await;
+    let o = db
+        .ingest(&[report(2, true, vec![dtc("P0300", v1::DtcKind::Stored)])])
+        .await;
+    assert_eq!(o.leads, 2, "the confirmed code and the MIL");
+    let leads = due(&db, at(T0 + 86_400_000)).await;
+    let mil: Vec<(String, String)> = leads
+        .iter()
+        .filter(|l| l.reason == "mil_on")
+        .map(|l| (l.idempotency_key.clone(), l.code.clone()))
+        .collect();
+    assert_eq!(mil, vec![(format!("{VIN}:MIL:1"), "P0300".to_owned())]);
+    // MIL staying on raises nothing more.
+    let o = db
+        .ingest(&[report(3, true, vec![dtc("P0300", v1::DtcKind::Stored)])])
+        .await;
+    assert_eq!(o.leads, 0);
+}
+
+async fn pending_without_lead(db: Db) {
+    let o = db
+        .ingest(&[report(1, false, vec![dtc("P0171", v1::DtcKind::Pending)])])
+        .await;
+    assert_eq!((o.dtc_events, o.leads), (1, 0));
+    assert_eq!(db.count("lead_outbox").await, 0);
+}
+
+async fn pending_with_lead_when_configured(db: Db) {
+    let o = db
+        .ingest(&[report(1, false, vec![dtc("P0171", v1::DtcKind::Pending)])])
+        .await;
+    assert_eq!((o.dtc_events, o.leads), (1, 1));
+    let leads = due(&db, at(T0 + 86_400_000)).await;
+    assert_eq!(leads[0].reason, "pending");
+}
+
+async fn gaps_recorded_filled_and_split(db: Db) {
+    let m = |seq: u64| tele(7, seq, &[("Vehicle.Speed", seq as f64, T0 + seq as i64)]);
+    let o = db.ingest(&[m(1), m(2), m(8)]).await;
+    assert_eq!(o.gaps, 1);
+    let spans = |db: Db| async move {
+        let Ok(gaps) = db.store.gaps(DEV).await else {
+            panic!("gaps failed");
+        };
+        gaps.iter()
+            .map(|g| (g.first_missing, g.last_missing))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(spans(db.clone()).await, vec![(3, 7)]);
+    // Late arrival in the middle splits it; at an edge shrinks it.
+    let o = db.ingest(&[m(5)]).await;
+    assert_eq!(o.gaps, 0);
+    assert_eq!(spans(db.clone()).await, vec![(3, 4), (6, 7)]);
+    db.ingest(&[m(3), m(7)]).await;
+    assert_eq!(spans(db.clone()).await, vec![(4, 4), (6, 6)]);
+    db.ingest(&[m(4), m(6)]).await;
+    assert!(spans(db.clone()).await.is_empty());
+    // A new boot restarts at 1 without a gap; another jump records one again.
+    let o = db
+        .ingest(&[
+            tele(8, 1, &[("Vehicle.Speed", 1.0, T0)]),
+            tele(8, 4, &[("Vehicle.Speed", 1.0, T0)]),
+        ])
+        .await;
+    assert_eq!(o.gaps, 1);
+    let Ok(gaps) = db.store.gaps(DEV).await else {
+        panic!("gaps failed");
+    };
+    assert_eq!(gaps.len(), 1);
+    assert_eq!(
+        (
+            gaps[0].boot_id.clone(),
+            gaps[0].first_missing,
+            gaps[0].last_missing
+        ),
+        (vec![8; 16], 2, 3)
+    );
+}
+
+async fn status_sets_presence(db: Db) {
+    db.ingest(&[status(v1::Presence::Online, T0)]).await;
+    let Ok(Some(d)) = db.store.device(DEV).await else {
+        panic!("device missing");
+    };
+    assert!(d.online);
+    assert_eq!(d.last_seen, at(T0));
+    // Not deduplicated: the same seq 0 again with a later offline counts.
+    db.ingest(&[status(v1::Presence::Offline, T0 + 60_000)])
+        .await;
+    let Ok(Some(d)) = db.store.device(DEV).await else {
+        panic!("device missing");
+    };
+    assert!(!d.online);
+    assert_eq!((d.first_seen, d.last_seen), (at(T0), at(T0 + 60_000)));
+    // An older status arriving late does not undo a newer one.
+    db.ingest(&[status(v1::Presence::Online, T0 + 30_000)])
+        .await;
+    let Ok(Some(d)) = db.store.device(DEV).await else {
+        panic!("device missing");
+    };
+    assert!(!d.online);
+    // Data does not flip presence either.
+    db.ingest(&[tele(1, 1, &[("Vehicle.Speed", 1.0, T0 + 120_000)])])
+        .await;
+    let Ok(Some(d)) = db.store.device(DEV).await else {
+        panic!("device missing");
+    };
+    assert!(!d.online);
+    assert_eq!(d.vin.as_deref(), Some(VIN));
+    db.ingest(&[status(v1::Presence::Online, T0 + 180_000)])
+        .await;
+    let Ok(Some(d)) = db.store.device(DEV).await else {
+        panic!("device missing");
+    };
+    assert!(d.online);
+}
+
+async fn dead_letters_round_trip(db: Db) {
+    let letters = vec![
+        DeadLetter {
+            received_at: at(T0),
+            topic: "telltale/v1/dongle-1/telemetry".into(),
+            payload: vec![0x00, 0xFF, 0x0A, 0x05, 0x01],
+            reason: "protobuf: buffer underflow".into(),
+        },
+        DeadLetter {
+            received_at: at(T0 + 1_000),
+            topic: "telltale/v1/other/dtc".into(),
+            payload: Vec::new(),
+            reason: "device id does not match the topic".into(),
+        },
+    ];
+    if let Err(e) = db.store.dead_letter(&letters).await {
+        panic!("dead_letter: {e}");
+    }
+    let Ok(back) = db.store.dead_letters(10).await else {
+        panic!("dead_letters failed");
+    };
+    assert_eq!(back, vec![letters[1].clone(), letters[0].clone()]);
+    let Ok(one) = db.store.dead_letters(1).await else {
+        panic!("dead_letters failed");
+    };
+    assert_eq!(one.len(), 1);
+}
+
+async fn outbox_retry_and_sent(db: Db) {
+    db.ingest(&[report(
+        1,
+        false,
+        vec![
+            dtc("P0420", v1::DtcKind::Stored),
+            dtc("P0171", v1::DtcKind::Stored),
+        ],
+    )])
+    .await;
+    let created = at(T0 + 61_000);
+    // Not due before it was created.
+    assert!(due(&db, created - TimeDelta::seconds(1)).await.is_empty());
+    let leads = due(&db, created).await;
+    assert_eq!(leads.len(), 2);
+    assert_eq!(leads[0].created_at, created);
+    assert_eq!(leads[0].attempts, 0);
+
+    let retry_at = created + TimeDelta::minutes(5);
+    if let Err(e) = db
+        .store
+        .lead_failed(leads[0].id, "crm unavailable", retry_at)
+        .await
+    {
+        panic!("lead_failed: {e}");
+    }
+    if let Err(e) = db.store.lead_sent(leads[1].id, created).await {
+        panic!("lead_sent: {e}");
+    }
+    assert!(due(&db, created + TimeDelta::minutes(1)).await.is_empty());
+    let again = due(&db, retry_at).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id, again[0].attempts), (leads[0].id, 1));
+    if let Err(e) = db.store.lead_sent(again[0].id, retry_at).await {
+        panic!("lead_sent: {e}");
+    }
+    assert!(due(&db, retry_at + TimeDelta::days(365)).await.is_empty());
+    assert_eq!(
+        db.count("lead_outbox WHERE sent_at IS NOT NULL AND last_error IS NULL")
+            .await,
+        2
+    );
+}
+
+async fn maintain_honours_retention(db: Db) {
+    let now = Utc::now();
+    let ms = now.timestamp_millis();
+    let day = 86_400_000;
+    db.ingest(&[
+        tele(1, 1, &[("Vehicle.Speed", 1.0, ms)]),
+        // A device clock ten days ahead.
+        tele(1, 2, &[("Vehicle.Speed", 2.0, ms + 10 * day)]),
+    ])
+    .await;
+    assert_eq!(db.count("telemetry").await, 2);
+
+    let later = now + TimeDelta::days(8);
+    if let Err(e) = db.store.maintain(later).await {
+        panic!("maintain: {e}");
+    }
+    // Retention 5 days at now + 8: today's sample is past it, the future one is not.
+    assert_eq!(db.count("telemetry").await, 1);
+
+    if db.backend() == Backend::Postgres {
+        let name = |d: DateTime<Utc>| format!("telemetry_p{}", d.format("%Y%m%d"));
+        let partitions = db
+            .scalar("SELECT count(*) FROM pg_inherits WHERE inhparent = 'telemetry'::regclass")
+            .await;
+        let has = |n: String| {
+            let db = db.clone();
+            async move {
+                db.scalar(&format!(
+                    "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                     WHERE i.inhparent = 'telemetry'::regclass AND c.relname = '{n}'"
+                ))
+                .await
+                    == 1
+            }
+        };
+        assert!(
+            !has(name(now)).await,
+            "today's partition dropped past retention"
+        );
+        for ahead in 8..=11 {
+            assert!(
+                has(name(now + TimeDelta::days(ahead))).await,
+                "partition +{ahead}"
+            );
+        }
+        // The future sample moved out of the default partition into its day.
+        assert_eq!(db.count("telemetry_default").await, 0);
+        assert_eq!(db.count(&name(now + TimeDelta::days(10))).await, 1);
+        assert!(partitions >= 5);
+    }
+}
+
+async fn partitions_made_by_migrate(db: Db) {
+    let now = Utc::now();
+    for ahead in 0..=3 {
+        let n = format!(
+            "telemetry_p{}",
+            (now + TimeDelta::days(ahead)).format("%Y%m%d")
+        );
+        let found = db
+            .scalar(&format!(
+                "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = 'telemetry'::regclass AND c.relname = '{n}'"
+            ))
+            .await;
+        assert_eq!(found, 1, "{n}");
+    }
+    // A wildly wrong clock lands in the default partition instead of failing the batch.
+    let o = db.ingest(&[tele(1, 1, &[("Vehicle.Speed", 1.0, 0)])]).await;
+    assert_eq!(o.samples, 1);
+    assert_eq!(db.count("telemetry_default").await, 1);
+    // Per-minute aggregates with date_bin.
+    db.ingest(&[tele(
+        1,
+        2,
+        &[
+            ("Vehicle.Speed", 10.0, T0),
+            ("Vehicle.Speed", 30.0, T0 + 10_000),
+            ("Vehicle.Speed", 50.0, T0 + 60_000),
+        ],
+    )])
+    .await;
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT count(*) FROM telemetry_minute WHERE vin = '{VIN}' AND signal = 'Vehicle.Speed'
+             AND bucket >= '2025-06-01'"
+        ))
+        .await,
+        2
+    );
+    assert_eq!(
+        db.scalar(
+            "SELECT avg_value::bigint FROM telemetry_minute WHERE bucket = '2025-06-01 12:00:00+00'"
+        )
+        .await,
+        20
+    );
+}
+
+async fn times_stay_utc_with_device_time_beside(db: Db) {
+    // The device clock runs 5 minutes behind the cloud.
+    let device_ms = T0 + 123;
+    let mut e = tele(1, 1, &[("Vehicle.Speed", 42.0, device_ms)]);
+    e.received_at = at(T0 + 300_456);
+    let r = {
+        let mut r = report(2, false, vec![dtc("P0420", v1::DtcKind::Stored)]);
+        r.received_at = at(T0 + 400_789);
+        r
+    };
+    db.ingest(&[e, r]).await;
+    let Ok(latest) = db.store.latest_values(VIN).await else {
+        panic!("latest_values failed");
+    };
+    assert_eq!(latest[0].device_time, at(device_ms));
+    assert_eq!(latest[0].received_at, at(T0 + 300_456));
+    assert_eq!(
+        latest[0].device_time.to_rfc3339(),
+        "2025-06-01T12:00:00.123+00:00"
+    );
+    let Ok(history) = db.store.dtc_history(VIN).await else {
+        panic!("dtc_history failed");
+    };
+    assert_eq!(history[0].device_time, at(T0 + 120_000));
+    assert_eq!(history[0].received_at, at(T0 + 400_789));
+}
+
+async fn info_updates_vehicle_and_device(db: Db) {
+    let info = Envelope {
+        device_id: DEV.into(),
+        received_at: at(T0),
+        message: Uplink::Info(v1::VehicleInfo {
+            header: header(1, 1, T0),
+            vin: VIN.into(),
+            ecus: vec![v1::EcuInfo {
+                can_id: 0x7E8,
+                name: "ECM-EngineControl".into(),
+                ..Default::default()
+            }],
+            link: "socketcan:can0".into(),
+            agent_version: "0.1.0".into(),
+            schedule: Vec::new(),
+        }),
+    };
+    let result = Envelope {
+        device_id: DEV.into(),
+        received_at: at(T0 + 1_000),
+        message: Uplink::CmdResult(v1::CommandResult {
+            header: header(1, 2, T0 + 1_000),
+            command_id: "c-1".into(),
+            ok: true,
+            ..Default::default()
+        }),
+    };
+    let o = db.ingest(&[info.clone(), result.clone()]).await;
+    assert_eq!(o.new_messages, 2);
+    let o = db.ingest(&[result]).await;
+    assert_eq!(o.duplicates, 1);
+    assert_eq!(db.count("command_results").await, 1);
+    let Ok(Some(d)) = db.store.device(DEV).await else {
+        panic!("device missing");
+    };
+    assert_eq!(d.vin.as_deref(), Some(VIN));
+    assert_eq!(
+        db.count(&format!(
+            "vehicles WHERE vin = '{VIN}' AND last_device_id = '{DEV}' AND info IS NOT NULL"
+        ))
+        .await,
+        1
+    );
+}
+
+async fn concurrent_redelivery_stores_once(db: Db) {
+    let batch: Vec<Envelope> = (1..=20)
+        .map(|seq| tele(1, seq, &[("Vehicle.Speed", seq as f64, T0 + seq as i64)]))
+        .collect();
+    // Spawned, as the ingest service will: the futures must be Send.
+    let spawn = |store: Store, batch: Vec<Envelope>| {
+        tokio::spawn(async move { store.ingest(&batch).await })
+    };
+    let a = spawn(db.store.clone(), batch.clone());
+    let b = spawn(db.store.clone(), batch);
+    let (Ok(Ok(a)), Ok(Ok(b))) = (a.await, b.await) else {
+        panic!("concurrent ingest failed");
+    };
+    assert_eq!(a.new_messages + b.new_messages, 20);
+    assert_eq!(a.duplicates + b.duplicates, 20);
+    assert_eq!(db.count("telemetry").await, 20);
+    assert_eq!(db.count("gaps").await, 0);
+}
+
+fn opts() -> StoreOptions {
+    StoreOptions::default()
+}
+
+fn short_retention() -> StoreOptions {
+    StoreOptions {
+        retention_days: 5,
+        ..StoreOptions::default()
+    }
+}
+
+fn pending_leads() -> StoreOptions {
+    StoreOptions {
+        leads_for_pending: true,
+        ..StoreOptions::default()
+    }
+}
+
+// ---- one test per check and database ----
+
+use Backend::{Postgres as Pg, Sqlite as Lite};
+
+#[tokio::test]
+async fn pg_migrate_twice() {
+    run(Pg, opts(), migrate_twice).await
+}
+#[tokio::test]
+async fn sqlite_migrate_twice() {
+    run(Lite, opts(), migrate_twice).await
+}
+#[tokio::test]
+async fn pg_ingest_then_query() {
+    run(Pg, opts(), ingest_then_query).await
+}
+#[tokio::test]
+async fn sqlite_ingest_then_query() {
+    run(Lite, opts(), ingest_then_query).await
+}
+#[tokio::test]
+async fn pg_same_batch_twice() {
+    run(Pg, opts(), same_batch_twice).await
+}
+#[tokio::test]
+async fn sqlite_same_batch_twice() {
+    run(Lite, opts(), same_batch_twice).await
+}
+#[tokio::test]
+async fn pg_redelivery_inside_a_new_batch() {
+    run(Pg, opts(), redelivery_inside_a_new_batch).await
+}
+#[tokio::test]
+async fn sqlite_redelivery_inside_a_new_batch() {
+    run(Lite, opts(), redelivery_inside_a_new_batch).await
+}
+#[tokio::test]
+async fn pg_dtc_lifecycle_and_leads() {
+    run(Pg, opts(), dtc_lifecycle_and_leads).await
+}
+#[tokio::test]
+async fn sqlite_dtc_lifecycle_and_leads() {
+    run(Lite, opts(), dtc_lifecycle_and_leads).await
+}
+#[tokio::test]
+async fn pg_mil_on_raises_a_lead() {
+    run(Pg, opts(), mil_on_raises_a_lead).await
+}
+#[tokio::test]
+async fn sqlite_mil_on_raises_a_lead() {
+    run(Lite, opts(), mil_on_raises_a_lead).await
+}
+#[tokio::test]
+async fn pg_pending_without_lead() {
+    run(Pg, opts(), pending_without_lead).await
+}
+#[tokio::test]
+async fn sqlite_pending_without_lead() {
+    run(Lite, opts(), pending_without_lead).await
+}
+#[tokio::test]
+async fn pg_pending_with_lead_when_configured() {
+    run(Pg, pending_leads(), pending_with_lead_when_configured).await
+}
+#[tokio::test]
+async fn sqlite_pending_with_lead_when_configured() {
+    run(Lite, pending_leads(), pending_with_lead_when_configured).await
+}
+#[tokio::test]
+async fn pg_gaps_recorded_filled_and_split() {
+    run(Pg, opts(), gaps_recorded_filled_and_split).await
+}
+#[tokio::test]
+async fn sqlite_gaps_recorded_filled_and_split() {
+    run(Lite, opts(), gaps_recorded_filled_and_split).await
+}
+#[tokio::test]
+async fn pg_status_sets_presence() {
+    run(Pg, opts(), status_sets_presence).await
+}
+#[tokio::test]
+async fn sqlite_status_sets_presence() {
+    run(Lite, opts(), status_sets_presence).await
+}
+#[tokio::test]
+async fn pg_dead_letters_round_trip() {
+    run(Pg, opts(), dead_letters_round_trip).await
+}
+#[tokio::test]
+async fn sqlite_dead_letters_round_trip() {
+    run(Lite, opts(), dead_letters_round_trip).await
+}
+#[tokio::test]
+async fn pg_outbox_retry_and_sent() {
+    run(Pg, opts(), outbox_retry_and_sent).await
+}
+#[tokio::test]
+async fn sqlite_outbox_retry_and_sent() {
+    run(Lite, opts(), outbox_retry_and_sent).await
+}
+#[tokio::test]
+async fn pg_maintain_honours_retention() {
+    run(Pg, short_retention(), maintain_honours_retention).await
+}
+#[tokio::test]
+async fn sqlite_maintain_honours_retention() {
+    run(Lite, short_retention(), maintain_honours_retention).await
+}
+#[tokio::test]
+async fn pg_partitions_made_by_migrate() {
+    run(Pg, opts(), partitions_made_by_migrate).await
+}
+#[tokio::test]
+async fn pg_times_stay_utc_with_device_time_beside() {
+    run(Pg, opts(), times_stay_utc_with_device_time_beside).await
+}
+#[tokio::test]
+async fn sqlite_times_stay_utc_with_device_time_beside() {
+    run(Lite, opts(), times_stay_utc_with_device_time_beside).await
+}
+#[tokio::test]
+async fn pg_info_updates_vehicle_and_device() {
+    run(Pg, opts(), info_updates_vehicle_and_device).await
+}
+#[tokio::test]
+async fn sqlite_info_updates_vehicle_and_device() {
+    run(Lite, opts(), info_updates_vehicle_and_device).await
+}
+#[tokio::test]
+async fn pg_concurrent_redelivery_stores_once() {
+    run(Pg, opts(), concurrent_redelivery_stores_once).await
+}
+#[tokio::test]
+async fn sqlite_concurrent_redelivery_stores_once() {
+    run(Lite, opts(), concurrent_redelivery_stores_once).await
+}
+
+#[tokio::test]
+async fn sqlite_in_memory_keeps_one_database() {
+    let store = match Store::connect("sqlite::memory:", opts()).await {
+        Ok(s) => s,
+        Err(e) => panic!("connect: {e}"),
+    };
+    if let Err(e) = store.migrate().await {
+        panic!("migrate: {e}");
+    }
+    // Several calls, one database: a second pooled connection would see no tables.
+    for seq in 1..=3 {
+        let Ok(o) = store
+            .ingest(&[tele(1, seq, &[("Vehicle.Speed", 1.0, T0)])])
+            .await
+        else {
+            panic!("ingest failed");
+        };
+        assert_eq!(o.new_messages, 1);
+    }
+    let Ok(latest) = store.latest_values(VIN).await else {
+        panic!("latest_values failed");
+    };
+    assert_eq!(latest.len(), 1);
+}
+
+#[tokio::test]
+async fn unknown_url_is_refused() {
+    let r = Store::connect("mysql://localhost/x", opts()).await;
+    assert!(matches!(r, Err(telltale_store::StoreError::BadUrl(u)) if u == "mysql://localhost/x"));
+}
