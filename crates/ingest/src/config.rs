@@ -1,7 +1,8 @@
 //! The ingest's configuration: a TOML file, then environment variables, then flags (flags win),
 //! validated at start into typed [`Settings`].
 //!
-//! The file's shape is [`FileConfig`]; unknown keys are refused (a typo must not fall back to a
+//! The file's shape is [`FileConfig`]; `crates/ingest/ingest.example.toml` shows every key with
+//! its default. Unknown keys are refused (a typo must not fall back to a
 //! default silently) and every validation error names its key, e.g. `batch.max_age: ...`.
 //! Durations are written `200ms`, `30s`, `5m`, `1h`, `30d`; sizes `256KiB`, `1MiB` or bytes.
 
@@ -778,6 +779,12 @@ mod tests {
         assert!(printed.contains("postgres://u:<redacted>@db/telltale"), "{printed}");
         let back = FileConfig::parse(&printed).expect("printed config parses back");
         assert_eq!(back.mqtt.url, "mqtt://flag:2");
+    }
+
+    #[test]
+    fn the_example_file_is_the_defaults() {
+        let text = include_str!("../ingest.example.toml");
+        assert_eq!(FileConfig::parse(text), Ok(FileConfig::default()));
     }
 
     #[test]

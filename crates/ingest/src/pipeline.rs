@@ -256,7 +256,8 @@ impl<S: Sink> Writer<S> {
         let started = Instant::now();
         let (id, messages) = (batch.id, batch.len());
         if !batch.ingested && !batch.envelopes.is_empty() {
-            match self.sink.ingest(&batch.envelopes).await {
+            let result = self.sink.ingest(&batch.envelopes).await;
+            match result {
                 Ok(outcome) => {
                     self.metrics.outcome(&outcome);
                     if let Some(b) = self.batcher.batch_mut() {
@@ -268,9 +269,11 @@ impl<S: Sink> Writer<S> {
         }
         if let Some(batch) = self.batcher.batch()
             && !batch.dead_letters.is_empty()
-            && let Err(e) = self.sink.dead_letter(&batch.dead_letters).await
         {
-            return self.failed(id, &e);
+            let result = self.sink.dead_letter(&batch.dead_letters).await;
+            if let Err(e) = result {
+                return self.failed(id, &e);
+            }
         }
         let elapsed = started.elapsed();
         self.metrics.batch_latency(elapsed);
