@@ -360,8 +360,8 @@ impl FileConfig {
         if max_age < Duration::from_millis(1) {
             return Err(invalid("batch.max_age", "must be at least 1ms"));
         }
-        let max_payload =
-            parse_size(&self.validate.max_payload).map_err(|e| invalid("validate.max_payload", e))?;
+        let max_payload = parse_size(&self.validate.max_payload)
+            .map_err(|e| invalid("validate.max_payload", e))?;
         if max_payload == 0 {
             return Err(invalid("validate.max_payload", "must be above 0"));
         }
@@ -394,7 +394,10 @@ impl FileConfig {
             shutdown_grace: duration("batch.shutdown_grace", &b.shutdown_grace)?,
             limits: crate::validate::Limits {
                 max_payload: usize::try_from(max_payload).unwrap_or(usize::MAX),
-                max_clock_ahead: duration("validate.max_clock_ahead", &self.validate.max_clock_ahead)?,
+                max_clock_ahead: duration(
+                    "validate.max_clock_ahead",
+                    &self.validate.max_clock_ahead,
+                )?,
                 max_clock_behind: duration(
                     "validate.max_clock_behind",
                     &self.validate.max_clock_behind,
@@ -442,8 +445,15 @@ impl FileConfig {
         };
         // The client id names the persistent session; the broker refuses some characters and
         // a `/` or wildcard would be a trap in ACLs.
-        telltale_wire::topic::validate_device_id(&m.client_id)
-            .map_err(|_| invalid("mqtt.client_id", format!("{:?}: use 1-64 characters of A-Z a-z 0-9 - _ .", m.client_id)))?;
+        telltale_wire::topic::validate_device_id(&m.client_id).map_err(|_| {
+            invalid(
+                "mqtt.client_id",
+                format!(
+                    "{:?}: use 1-64 characters of A-Z a-z 0-9 - _ .",
+                    m.client_id
+                ),
+            )
+        })?;
         let share_group = if m.shared {
             let g = &m.share_group;
             if g.is_empty() || g.contains(['/', '+', '#']) {
@@ -717,7 +727,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let cases: Vec<(fn(&mut FileConfig), &str)> = vec![
+        type Edit = fn(&mut FileConfig);
+        let cases: Vec<(Edit, &str)> = vec![
             (|c| c.mqtt.url = "tcp://x:1".into(), "mqtt.url:"),
             (|c| c.mqtt.url = "mqtts://b:8883".into(), "mqtt.ca_file:"),
             (|c| c.mqtt.protocol = "6".into(), "mqtt.protocol:"),
@@ -729,8 +740,14 @@ mod tests {
             (|c| c.batch.max_messages = 0, "batch.max_messages:"),
             (|c| c.batch.max_messages = 5000, "batch.max_messages:"),
             (|c| c.batch.max_age = "200".into(), "batch.max_age:"),
-            (|c| c.validate.max_payload = "lots".into(), "validate.max_payload:"),
-            (|c| c.validate.max_clock_ahead = "1y".into(), "validate.max_clock_ahead:"),
+            (
+                |c| c.validate.max_payload = "lots".into(),
+                "validate.max_payload:",
+            ),
+            (
+                |c| c.validate.max_clock_ahead = "1y".into(),
+                "validate.max_clock_ahead:",
+            ),
             (|c| c.metrics.listen = "localhost".into(), "metrics.listen:"),
             (|c| c.log.format = "xml".into(), "log.format:"),
         ];
@@ -776,7 +793,10 @@ mod tests {
         assert!(!s.migrate_on_start);
         let printed = c.to_toml_redacted();
         assert!(!printed.contains("pw@"), "{printed}");
-        assert!(printed.contains("postgres://u:<redacted>@db/telltale"), "{printed}");
+        assert!(
+            printed.contains("postgres://u:<redacted>@db/telltale"),
+            "{printed}"
+        );
         let back = FileConfig::parse(&printed).expect("printed config parses back");
         assert_eq!(back.mqtt.url, "mqtt://flag:2");
     }

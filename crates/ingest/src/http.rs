@@ -60,8 +60,16 @@ async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()>
     let (status, ctype, body) = match (method, path) {
         ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
         ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_owned()),
-        ("GET", _) => ("404 Not Found", "text/plain", "try /metrics or /healthz\n".to_owned()),
-        _ => ("405 Method Not Allowed", "text/plain", "GET only\n".to_owned()),
+        ("GET", _) => (
+            "404 Not Found",
+            "text/plain",
+            "try /metrics or /healthz\n".to_owned(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET only\n".to_owned(),
+        ),
     };
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -95,7 +103,10 @@ mod tests {
         let server = tokio::spawn(serve(listener, metrics, stop.clone()));
         let m = get(addr, "/metrics").await?;
         assert!(m.starts_with("HTTP/1.1 200 OK"), "{m}");
-        assert!(m.contains("telltale_ingest_messages_total{kind=\"dtc\"} 1"), "{m}");
+        assert!(
+            m.contains("telltale_ingest_messages_total{kind=\"dtc\"} 1"),
+            "{m}"
+        );
         assert!(get(addr, "/healthz").await?.ends_with("\r\n\r\nok\n"));
         assert!(get(addr, "/nope").await?.starts_with("HTTP/1.1 404"));
         stop.cancel();

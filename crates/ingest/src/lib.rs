@@ -76,7 +76,11 @@ pub async fn run(
                 .await
                 .map_err(|source| StartError::Metrics { addr, source })?;
             tracing::info!(%addr, "metrics on /metrics, health on /healthz");
-            Some(tokio::spawn(http::serve(listener, metrics.clone(), stop.clone())))
+            Some(tokio::spawn(http::serve(
+                listener,
+                metrics.clone(),
+                stop.clone(),
+            )))
         }
         None => None,
     };

@@ -62,7 +62,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logs(&settings);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("telltale-ingest: cannot start the runtime: {e}");

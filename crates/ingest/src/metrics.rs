@@ -57,7 +57,8 @@ impl Metrics {
 
     /// Counts what one committed `Store::ingest` did.
     pub fn outcome(&self, o: &IngestOutcome) {
-        self.new_messages.fetch_add(o.new_messages, Ordering::Relaxed);
+        self.new_messages
+            .fetch_add(o.new_messages, Ordering::Relaxed);
         self.duplicates.fetch_add(o.duplicates, Ordering::Relaxed);
         self.samples.fetch_add(o.samples, Ordering::Relaxed);
         self.dtc_events.fetch_add(o.dtc_events, Ordering::Relaxed);
@@ -98,34 +99,124 @@ impl Metrics {
             .map(|k| (format!("{{kind=\"{k}\"}}"), self.received_of(*k)))
             .collect();
         by_kind.push(("{kind=\"unknown\"}".into(), g(&self.received_unknown)));
-        put("messages_total", "Messages received, by topic kind.", "counter", &by_kind);
-        put("dead_letters_total", "Messages refused and kept as dead letters.", "counter", &one(g(&self.dead_letters)));
-        put("clock_flagged_total", "Messages whose device time was implausibly far from the receive time (kept).", "counter", &one(g(&self.clock_flagged)));
-        put("stored_messages_total", "Messages stored for the first time.", "counter", &one(g(&self.new_messages)));
-        put("duplicates_total", "Redelivered messages the store already had.", "counter", &one(g(&self.duplicates)));
-        put("samples_total", "Telemetry sample rows written.", "counter", &one(g(&self.samples)));
-        put("dtc_events_total", "DTC event rows written.", "counter", &one(g(&self.dtc_events)));
-        put("leads_total", "Leads written to the outbox.", "counter", &one(g(&self.leads)));
-        put("gaps_total", "Sequence gaps recorded.", "counter", &one(g(&self.gaps)));
-        put("batches_total", "Batches committed.", "counter", &one(g(&self.batches)));
-        put("store_errors_total", "Failed store writes (each is retried).", "counter", &one(g(&self.store_errors)));
-        put("acked_total", "Messages acknowledged to the broker after commit.", "counter", &one(g(&self.acked)));
-        put("in_flight", "Messages received and not yet acknowledged.", "gauge", &one(g(&self.in_flight)));
-        put("mqtt_connected", "1 while connected to the broker.", "gauge", &one(g(&self.mqtt_connected)));
-        put("mqtt_connects_total", "Successful connections to the broker.", "counter", &one(g(&self.mqtt_connects)));
-        put("commit_lag_seconds", "For the last batch: from its oldest message's arrival to its commit.", "gauge", &[]);
+        put(
+            "messages_total",
+            "Messages received, by topic kind.",
+            "counter",
+            &by_kind,
+        );
+        put(
+            "dead_letters_total",
+            "Messages refused and kept as dead letters.",
+            "counter",
+            &one(g(&self.dead_letters)),
+        );
+        put(
+            "clock_flagged_total",
+            "Messages whose device time was implausibly far from the receive time (kept).",
+            "counter",
+            &one(g(&self.clock_flagged)),
+        );
+        put(
+            "stored_messages_total",
+            "Messages stored for the first time.",
+            "counter",
+            &one(g(&self.new_messages)),
+        );
+        put(
+            "duplicates_total",
+            "Redelivered messages the store already had.",
+            "counter",
+            &one(g(&self.duplicates)),
+        );
+        put(
+            "samples_total",
+            "Telemetry sample rows written.",
+            "counter",
+            &one(g(&self.samples)),
+        );
+        put(
+            "dtc_events_total",
+            "DTC event rows written.",
+            "counter",
+            &one(g(&self.dtc_events)),
+        );
+        put(
+            "leads_total",
+            "Leads written to the outbox.",
+            "counter",
+            &one(g(&self.leads)),
+        );
+        put(
+            "gaps_total",
+            "Sequence gaps recorded.",
+            "counter",
+            &one(g(&self.gaps)),
+        );
+        put(
+            "batches_total",
+            "Batches committed.",
+            "counter",
+            &one(g(&self.batches)),
+        );
+        put(
+            "store_errors_total",
+            "Failed store writes (each is retried).",
+            "counter",
+            &one(g(&self.store_errors)),
+        );
+        put(
+            "acked_total",
+            "Messages acknowledged to the broker after commit.",
+            "counter",
+            &one(g(&self.acked)),
+        );
+        put(
+            "in_flight",
+            "Messages received and not yet acknowledged.",
+            "gauge",
+            &one(g(&self.in_flight)),
+        );
+        put(
+            "mqtt_connected",
+            "1 while connected to the broker.",
+            "gauge",
+            &one(g(&self.mqtt_connected)),
+        );
+        put(
+            "mqtt_connects_total",
+            "Successful connections to the broker.",
+            "counter",
+            &one(g(&self.mqtt_connects)),
+        );
+        put(
+            "commit_lag_seconds",
+            "For the last batch: from its oldest message's arrival to its commit.",
+            "gauge",
+            &[],
+        );
         let _ = writeln!(
             out,
             "telltale_ingest_commit_lag_seconds {:.3}",
             g(&self.last_commit_lag_ms) as f64 / 1000.0
         );
-        let _ = writeln!(out, "# HELP telltale_ingest_batch_write_seconds Time to write one batch to the store.");
+        let _ = writeln!(
+            out,
+            "# HELP telltale_ingest_batch_write_seconds Time to write one batch to the store."
+        );
         let _ = writeln!(out, "# TYPE telltale_ingest_batch_write_seconds histogram");
         for (bound, count) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
-            let _ = writeln!(out, "telltale_ingest_batch_write_seconds_bucket{{le=\"{bound}\"}} {}", g(count));
+            let _ = writeln!(
+                out,
+                "telltale_ingest_batch_write_seconds_bucket{{le=\"{bound}\"}} {}",
+                g(count)
+            );
         }
         let count = g(&self.latency_count);
-        let _ = writeln!(out, "telltale_ingest_batch_write_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "telltale_ingest_batch_write_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
         let _ = writeln!(
             out,
             "telltale_ingest_batch_write_seconds_sum {:.6}",
@@ -154,7 +245,10 @@ mod tests {
         });
         m.batch_latency(Duration::from_millis(20));
         let text = m.render();
-        assert!(text.contains("telltale_ingest_messages_total{kind=\"telemetry\"} 2\n"), "{text}");
+        assert!(
+            text.contains("telltale_ingest_messages_total{kind=\"telemetry\"} 2\n"),
+            "{text}"
+        );
         assert!(text.contains("telltale_ingest_messages_total{kind=\"unknown\"} 1\n"));
         assert!(!text.contains("kind=\"cmd\""), "cmd is downlink");
         assert!(text.contains("telltale_ingest_samples_total 40\n"));

@@ -34,11 +34,14 @@ impl AckToken {
     }
 }
 
-/// What the ingest reacts to.
+/// What the ingest reacts to. (Short-lived, one at a time; most are `Message`.)
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Event {
     /// The broker accepted the connection; `session_present` says it kept our session.
-    Connected { session_present: bool },
+    Connected {
+        session_present: bool,
+    },
     Message {
         topic: String,
         payload: Bytes,

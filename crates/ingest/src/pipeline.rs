@@ -75,8 +75,11 @@ pub async fn run<S: Sink>(
     shutdown: CancellationToken,
 ) {
     let max_held = usize::from(settings.mqtt.max_in_flight);
-    let (handle, connection) =
-        mqtt::client(&settings.mqtt, settings.limits.max_payload, max_held + CHANNEL + 16);
+    let (handle, connection) = mqtt::client(
+        &settings.mqtt,
+        settings.limits.max_payload,
+        max_held + CHANNEL + 16,
+    );
     let (tx, rx) = mpsc::channel(CHANNEL);
     let writer_done = CancellationToken::new();
     let reader = tokio::spawn(read(
@@ -146,7 +149,11 @@ async fn read(
                     tracing::error!(cause = %e, "cannot subscribe");
                 }
             }
-            Ok(Event::Message { topic, payload, ack }) => {
+            Ok(Event::Message {
+                topic,
+                payload,
+                ack,
+            }) => {
                 if shutdown.is_cancelled() {
                     // Not acknowledged: the broker keeps it for the next start.
                     continue;
@@ -279,10 +286,13 @@ impl<S: Sink> Writer<S> {
         self.metrics.batch_latency(elapsed);
         self.metrics.batches.fetch_add(1, Ordering::Relaxed);
         if let Some(b) = self.batcher.batch() {
-            let lag = Instant::now().into_std().saturating_duration_since(b.oldest);
-            self.metrics
-                .last_commit_lag_ms
-                .store(u64::try_from(lag.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+            let lag = Instant::now()
+                .into_std()
+                .saturating_duration_since(b.oldest);
+            self.metrics.last_commit_lag_ms.store(
+                u64::try_from(lag.as_millis()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
         }
         for ack in self.batcher.committed() {
             if let Err(e) = self.handle.ack(&ack).await {
@@ -293,7 +303,12 @@ impl<S: Sink> Writer<S> {
             self.metrics.acked.fetch_add(1, Ordering::Relaxed);
             self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
-        tracing::debug!(batch = id, messages, write_ms = elapsed.as_millis() as u64, "batch committed and acknowledged");
+        tracing::debug!(
+            batch = id,
+            messages,
+            write_ms = elapsed.as_millis() as u64,
+            "batch committed and acknowledged"
+        );
         true
     }
 
@@ -324,7 +339,10 @@ impl<S: Sink> Writer<S> {
             };
             if retry >= give_up {
                 let left = self.batcher.abandon() + self.batcher.held();
-                tracing::warn!(messages = left, "store still failing at shutdown; leaving messages unacknowledged for redelivery");
+                tracing::warn!(
+                    messages = left,
+                    "store still failing at shutdown; leaving messages unacknowledged for redelivery"
+                );
                 break;
             }
             tokio::time::sleep_until(retry).await;

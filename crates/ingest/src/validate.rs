@@ -183,9 +183,14 @@ fn decode_kind(kind: Kind, payload: &[u8]) -> Result<(Uplink, Option<v1::UplinkH
 }
 
 /// Compares the device's creation time with the receive time.
-pub fn check_clock(created_unix_ms: i64, received_at: DateTime<Utc>, limits: &Limits) -> ClockCheck {
+pub fn check_clock(
+    created_unix_ms: i64,
+    received_at: DateTime<Utc>,
+    limits: &Limits,
+) -> ClockCheck {
     let diff_ms = i128::from(created_unix_ms) - i128::from(received_at.timestamp_millis());
-    let as_duration = |ms: i128| Duration::from_millis(u64::try_from(ms.unsigned_abs()).unwrap_or(u64::MAX));
+    let as_duration =
+        |ms: i128| Duration::from_millis(u64::try_from(ms.unsigned_abs()).unwrap_or(u64::MAX));
     if diff_ms > 0 && as_duration(diff_ms) > limits.max_clock_ahead {
         ClockCheck::Ahead(as_duration(diff_ms))
     } else if diff_ms < 0 && as_duration(diff_ms) > limits.max_clock_behind {
@@ -246,7 +251,12 @@ mod tests {
     #[test]
     fn a_good_telemetry_batch_is_accepted_with_unknown_signals_kept() {
         let bytes = telemetry("d1", 7).encode_to_vec();
-        let Ok(a) = decode("telltale/v1/d1/telemetry", &bytes, now(), &Limits::default()) else {
+        let Ok(a) = decode(
+            "telltale/v1/d1/telemetry",
+            &bytes,
+            now(),
+            &Limits::default(),
+        ) else {
             panic!("refused");
         };
         assert_eq!(a.kind, Kind::Telemetry);
@@ -263,7 +273,12 @@ mod tests {
     #[test]
     fn device_in_header_must_match_topic() {
         let bytes = telemetry("d2", 7).encode_to_vec();
-        let r = decode("telltale/v1/d1/telemetry", &bytes, now(), &Limits::default());
+        let r = decode(
+            "telltale/v1/d1/telemetry",
+            &bytes,
+            now(),
+            &Limits::default(),
+        );
         assert_eq!(
             reason(r),
             Reason::DeviceMismatch {
@@ -300,20 +315,42 @@ mod tests {
     #[test]
     fn garbage_protobuf_is_a_decode_error_naming_the_kind() {
         // Field 1, length-delimited, claims 5 bytes, has 1.
-        let r = decode("telltale/v1/d1/dtc", &[0x0A, 0x05, 0x01], now(), &Limits::default());
+        let r = decode(
+            "telltale/v1/d1/dtc",
+            &[0x0A, 0x05, 0x01],
+            now(),
+            &Limits::default(),
+        );
         assert!(
-            matches!(reason(r), Reason::Decode { kind: Kind::Dtc, .. }),
+            matches!(
+                reason(r),
+                Reason::Decode {
+                    kind: Kind::Dtc,
+                    ..
+                }
+            ),
             "garbage must not decode"
         );
         let r = decode("telltale/v1/d1/info", &[0xFF; 8], now(), &Limits::default());
-        assert!(matches!(reason(r), Reason::Decode { kind: Kind::Info, .. }));
+        assert!(matches!(
+            reason(r),
+            Reason::Decode {
+                kind: Kind::Info,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn a_missing_header_is_refused() {
         let mut t = telemetry("d1", 7);
         t.header = None;
-        let r = decode("telltale/v1/d1/telemetry", &t.encode_to_vec(), now(), &Limits::default());
+        let r = decode(
+            "telltale/v1/d1/telemetry",
+            &t.encode_to_vec(),
+            now(),
+            &Limits::default(),
+        );
         assert_eq!(reason(r), Reason::NoHeader);
         // An empty payload is a valid, empty protobuf message: no header either.
         let r = decode("telltale/v1/d1/status", &[], now(), &Limits::default());
@@ -324,7 +361,10 @@ mod tests {
     fn unknown_kinds_and_bad_topics_are_refused() {
         let bytes = telemetry("d1", 7).encode_to_vec();
         let r = decode("telltale/v1/d1/gossip", &bytes, now(), &Limits::default());
-        assert_eq!(reason(r), Reason::Topic(TopicError::UnknownKind("gossip".into())));
+        assert_eq!(
+            reason(r),
+            Reason::Topic(TopicError::UnknownKind("gossip".into()))
+        );
         let r = decode("telltale/v1/d1/cmd", &bytes, now(), &Limits::default());
         assert_eq!(reason(r), Reason::NotUplink(Kind::Cmd));
         let r = decode("elsewhere/d1/telemetry", &bytes, now(), &Limits::default());
@@ -360,7 +400,12 @@ mod tests {
         if let Some(h) = t.header.as_mut() {
             h.boot_id.clear();
         }
-        let r = decode("telltale/v1/d1/telemetry", &t.encode_to_vec(), now(), &Limits::default());
+        let r = decode(
+            "telltale/v1/d1/telemetry",
+            &t.encode_to_vec(),
+            now(),
+            &Limits::default(),
+        );
         assert_eq!(reason(r), Reason::NoBootId(Kind::Telemetry));
     }
 
@@ -370,18 +415,37 @@ mod tests {
         if let Some(h) = t.header.as_mut() {
             h.created_unix_ms = NOW_MS + 3_600_000;
         }
-        let Ok(a) = decode("telltale/v1/d1/telemetry", &t.encode_to_vec(), now(), &Limits::default())
-        else {
+        let Ok(a) = decode(
+            "telltale/v1/d1/telemetry",
+            &t.encode_to_vec(),
+            now(),
+            &Limits::default(),
+        ) else {
             panic!("refused for a wrong clock");
         };
         assert_eq!(a.clock, ClockCheck::Ahead(Duration::from_secs(3600)));
 
         let limits = Limits::default();
-        assert_eq!(check_clock(0, now(), &limits), ClockCheck::Behind(Duration::from_millis(NOW_MS as u64)));
-        assert_eq!(check_clock(NOW_MS - 86_400_000, now(), &limits), ClockCheck::Plausible);
-        assert_eq!(check_clock(NOW_MS + 599_000, now(), &limits), ClockCheck::Plausible);
-        assert!(matches!(check_clock(i64::MAX, now(), &limits), ClockCheck::Ahead(_)));
-        assert!(matches!(check_clock(i64::MIN, now(), &limits), ClockCheck::Behind(_)));
+        assert_eq!(
+            check_clock(0, now(), &limits),
+            ClockCheck::Behind(Duration::from_millis(NOW_MS as u64))
+        );
+        assert_eq!(
+            check_clock(NOW_MS - 86_400_000, now(), &limits),
+            ClockCheck::Plausible
+        );
+        assert_eq!(
+            check_clock(NOW_MS + 599_000, now(), &limits),
+            ClockCheck::Plausible
+        );
+        assert!(matches!(
+            check_clock(i64::MAX, now(), &limits),
+            ClockCheck::Ahead(_)
+        ));
+        assert!(matches!(
+            check_clock(i64::MIN, now(), &limits),
+            ClockCheck::Behind(_)
+        ));
     }
 
     #[test]

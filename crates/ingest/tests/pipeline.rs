@@ -22,9 +22,15 @@ async fn committed_messages_are_acknowledged_and_not_delivered_again() {
     let car = publisher(broker.port, "car-acked");
     until_subscribed(&car, "car1", || sink.statuses() > 0).await;
     for seq in 1..=5 {
-        car.publish(&topic("car1", Kind::Telemetry), telemetry("car1", seq, 50.0));
+        car.publish(
+            &topic("car1", Kind::Telemetry),
+            telemetry("car1", seq, 50.0),
+        );
     }
-    wait_until("5 telemetry messages stored", LIMIT, || sink.seqs().len() == 5).await;
+    wait_until("5 telemetry messages stored", LIMIT, || {
+        sink.seqs().len() == 5
+    })
+    .await;
     wait_until("all acknowledged", LIMIT, || {
         ingest.metrics.in_flight.load(Ordering::SeqCst) == 0
     })
@@ -66,7 +72,10 @@ async fn a_failing_store_is_retried_and_nothing_is_acknowledged_before_the_commi
     sink.lock().broken = true;
     let before = sink.attempts.load(Ordering::SeqCst);
     for seq in 2..=4 {
-        car.publish(&topic("car2", Kind::Telemetry), telemetry("car2", seq, 20.0));
+        car.publish(
+            &topic("car2", Kind::Telemetry),
+            telemetry("car2", seq, 20.0),
+        );
     }
     wait_until("a failed attempt with the new messages", LIMIT, || {
         sink.attempts.load(Ordering::SeqCst) > before
@@ -97,12 +106,23 @@ async fn bad_messages_become_dead_letters_and_do_not_block_the_good_ones() {
     until_subscribed(&car, "car3", || sink.statuses() > 0).await;
 
     car.publish(&topic("car3", Kind::Dtc), vec![0x0A, 0x05, 0x01]);
-    car.publish(&topic("car3", Kind::Telemetry), telemetry("someone-else", 1, 1.0));
+    car.publish(
+        &topic("car3", Kind::Telemetry),
+        telemetry("someone-else", 1, 1.0),
+    );
     car.publish(&topic("car3", Kind::Telemetry), vec![0u8; 300 * 1024]);
     car.publish(&topic("car3", Kind::Telemetry), telemetry("car3", 1, 1.0));
     wait_until("the good one", LIMIT, || sink.seqs() == vec![1]).await;
-    wait_until("three dead letters", LIMIT, || sink.lock().dead_letters.len() == 3).await;
-    let reasons: Vec<String> = sink.lock().dead_letters.iter().map(|d| d.reason.clone()).collect();
+    wait_until("three dead letters", LIMIT, || {
+        sink.lock().dead_letters.len() == 3
+    })
+    .await;
+    let reasons: Vec<String> = sink
+        .lock()
+        .dead_letters
+        .iter()
+        .map(|d| d.reason.clone())
+        .collect();
     assert!(reasons[0].contains("dtc protobuf"), "{reasons:?}");
     assert!(reasons[1].contains("does not match"), "{reasons:?}");
     assert!(reasons[2].contains("exceeds the limit"), "{reasons:?}");
@@ -122,7 +142,10 @@ async fn messages_published_while_the_ingest_is_down_wait_in_its_session() {
     ingest.stop().await;
 
     for seq in 1..=3 {
-        car.publish(&topic("car4", Kind::Telemetry), telemetry("car4", seq, 30.0));
+        car.publish(
+            &topic("car4", Kind::Telemetry),
+            telemetry("car4", seq, 30.0),
+        );
     }
     // Let the publishes reach the broker before the ingest comes back.
     tokio::time::sleep(Duration::from_millis(300)).await;

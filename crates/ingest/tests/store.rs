@@ -6,7 +6,9 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{Running, VIN, dtc, info, publisher, settings, telemetry, until_subscribed, wait_until};
+use common::{
+    Running, VIN, dtc, info, publisher, settings, telemetry, until_subscribed, wait_until,
+};
 use telltale_e2e::mqtt::Broker;
 use telltale_store::{Store, StoreOptions};
 use telltale_wire::topic::{Kind, topic};
@@ -21,7 +23,8 @@ async fn sqlite_store(dir: &tempfile::TempDir) -> Result<Store, telltale_store::
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn messages_become_rows_and_redeliveries_change_nothing() -> Result<(), Box<dyn std::error::Error>> {
+async fn messages_become_rows_and_redeliveries_change_nothing()
+-> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let store = sqlite_store(&dir).await?;
     let broker = Broker::start();
@@ -68,7 +71,9 @@ async fn messages_become_rows_and_redeliveries_change_nothing() -> Result<(), Bo
     );
     let history = store.dtc_history(VIN).await?;
     assert!(
-        history.iter().any(|e| e.code == "P0420" && e.change == "appeared"),
+        history
+            .iter()
+            .any(|e| e.code == "P0420" && e.change == "appeared"),
         "{history:?}"
     );
     let device = store.device("car1").await?;
