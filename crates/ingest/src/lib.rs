@@ -32,14 +32,15 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 
-/// Why the ingest could not start.
+/// Why the ingest could not start. The cause is the error's `source` (printed by the binary's
+/// error chain), so it is not repeated in the message.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot open the store: {0}")]
+    #[error("cannot open the store")]
     Connect(#[source] StoreError),
-    #[error("cannot migrate the store: {0}")]
+    #[error("cannot migrate the store")]
     Migrate(#[source] StoreError),
-    #[error("cannot listen for metrics on {addr}: {source}")]
+    #[error("cannot listen for metrics on {addr}")]
     Metrics {
         addr: SocketAddr,
         #[source]

@@ -9,15 +9,22 @@
 //!   acknowledges the batch's messages to the broker in arrival order. A failing store is
 //!   retried with back-off and nothing is acknowledged meanwhile.
 //!
+//! A message the broker delivers again while the ingest still holds it unacknowledged (after a
+//! reconnect in the middle of a long write) has the same packet id as the held one, because a
+//! broker does not reuse a packet id before its PUBACK; the reader drops such copies, so one
+//! message is acknowledged once. (The copy is not lost: the held one is acknowledged after its
+//! commit.)
+//!
 //! Shutdown: the writer stops taking messages, writes what it holds (retrying a failing store
 //! for at most the shutdown grace), acknowledges, and ends; then the reader sends DISCONNECT
 //! behind the last acknowledgement. Messages received but not written stay unacknowledged in
 //! the broker's session and come again on the next start.
 
+use std::collections::HashSet;
 use std::fmt::Display;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -59,6 +66,26 @@ impl Sink for Store {
     }
 }
 
+/// Packet ids of QoS 1 messages received and not yet acknowledged, shared by reader and writer.
+#[derive(Debug, Default)]
+struct Unacked(Mutex<HashSet<u16>>);
+
+impl Unacked {
+    /// Records a received packet id; false if it is already held (a redelivered copy).
+    /// Packet id 0 (QoS 0, nothing to acknowledge) is never held.
+    fn insert(&self, pkid: u16) -> bool {
+        pkid == 0 || self.lock().insert(pkid)
+    }
+
+    fn remove(&self, pkid: u16) {
+        self.lock().remove(&pkid);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<u16>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// One received message on its way to the writer.
 #[derive(Debug)]
 struct Incoming {
@@ -82,9 +109,11 @@ pub async fn run<S: Sink>(
     );
     let (tx, rx) = mpsc::channel(CHANNEL);
     let writer_done = CancellationToken::new();
+    let unacked = Arc::new(Unacked::default());
     let reader = tokio::spawn(read(
         connection,
         handle.clone(),
+        unacked.clone(),
         settings.mqtt.share_group.clone(),
         tx,
         metrics.clone(),
@@ -94,6 +123,7 @@ pub async fn run<S: Sink>(
     let writer = Writer {
         sink,
         handle,
+        unacked,
         metrics,
         limits: settings.limits.clone(),
         grace: settings.shutdown_grace,
@@ -112,9 +142,11 @@ pub async fn run<S: Sink>(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn read(
     mut connection: Connection,
     handle: Handle,
+    unacked: Arc<Unacked>,
     share_group: Option<String>,
     tx: mpsc::Sender<Incoming>,
     metrics: Arc<Metrics>,
@@ -158,6 +190,10 @@ async fn read(
                     // Not acknowledged: the broker keeps it for the next start.
                     continue;
                 }
+                if !unacked.insert(ack.pkid()) {
+                    tracing::debug!(pkid = ack.pkid(), %topic, "redelivered copy of a message in hand; dropped");
+                    continue;
+                }
                 metrics.in_flight.fetch_add(1, Ordering::Relaxed);
                 let msg = Incoming {
                     topic,
@@ -165,7 +201,8 @@ async fn read(
                     ack,
                 };
                 tokio::select! {
-                    sent = tx.send(msg) => if sent.is_err() {
+                    sent = tx.send(msg) => if let Err(mpsc::error::SendError(m)) = sent {
+                        unacked.remove(m.ack.pkid());
                         metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
                     },
                     _ = shutdown.cancelled() => {
@@ -202,6 +239,7 @@ async fn read(
 struct Writer<S> {
     sink: S,
     handle: Handle,
+    unacked: Arc<Unacked>,
     metrics: Arc<Metrics>,
     limits: validate::Limits,
     grace: Duration,
@@ -295,7 +333,9 @@ impl<S: Sink> Writer<S> {
             );
         }
         for ack in self.batcher.committed() {
-            if let Err(e) = self.handle.ack(&ack).await {
+            let sent = self.handle.ack(&ack).await;
+            self.unacked.remove(ack.pkid());
+            if let Err(e) = sent {
                 // Only when the event loop is gone (shutting down): the broker redelivers.
                 tracing::warn!(cause = %e, pkid = ack.pkid(), "acknowledgement not sent");
                 continue;
@@ -348,5 +388,21 @@ impl<S: Sink> Writer<S> {
             tokio::time::sleep_until(retry).await;
         }
         tracing::info!("writer stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Unacked;
+
+    #[test]
+    fn a_held_packet_id_marks_a_redelivered_copy_until_acknowledged() {
+        let u = Unacked::default();
+        assert!(u.insert(5));
+        assert!(!u.insert(5), "same id while held: a copy");
+        assert!(u.insert(6));
+        u.remove(5);
+        assert!(u.insert(5), "after the ack the broker may reuse it");
+        assert!(u.insert(0) && u.insert(0), "QoS 0 carries no id to hold");
     }
 }
