@@ -200,50 +200,60 @@ impl Default for LogSection {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Flags {
     /// Broker: mqtt://HOST:PORT or mqtts://HOST:PORT.
-    #[arg(long, env = "TELLTALE_INGEST_MQTT_URL")]
+    #[arg(long, global = true, env = "TELLTALE_INGEST_MQTT_URL")]
     pub mqtt_url: Option<String>,
     /// MQTT protocol: 3.1.1 or 5.
-    #[arg(long, env = "TELLTALE_INGEST_MQTT_PROTOCOL")]
+    #[arg(long, global = true, env = "TELLTALE_INGEST_MQTT_PROTOCOL")]
     pub mqtt_protocol: Option<String>,
     /// MQTT client id; stable per instance (the broker keeps its session under it).
-    #[arg(long, env = "TELLTALE_INGEST_CLIENT_ID")]
+    #[arg(long, global = true, env = "TELLTALE_INGEST_CLIENT_ID")]
     pub client_id: Option<String>,
     /// Shared-subscription group.
-    #[arg(long, env = "TELLTALE_INGEST_SHARE_GROUP")]
+    #[arg(long, global = true, env = "TELLTALE_INGEST_SHARE_GROUP")]
     pub share_group: Option<String>,
     /// Plain subscriptions, for brokers without shared subscriptions.
-    #[arg(long, env = "TELLTALE_INGEST_NO_SHARED")]
+    #[arg(long, global = true, env = "TELLTALE_INGEST_NO_SHARED")]
     pub no_shared: bool,
-    #[arg(long, env = "TELLTALE_INGEST_MQTT_CA_FILE")]
+    #[arg(long, global = true, env = "TELLTALE_INGEST_MQTT_CA_FILE")]
     pub mqtt_ca_file: Option<PathBuf>,
-    #[arg(long, env = "TELLTALE_INGEST_MQTT_CERT_FILE")]
+    #[arg(long, global = true, env = "TELLTALE_INGEST_MQTT_CERT_FILE")]
     pub mqtt_cert_file: Option<PathBuf>,
-    #[arg(long, env = "TELLTALE_INGEST_MQTT_KEY_FILE")]
+    #[arg(long, global = true, env = "TELLTALE_INGEST_MQTT_KEY_FILE")]
     pub mqtt_key_file: Option<PathBuf>,
-    #[arg(long, env = "TELLTALE_INGEST_MQTT_USERNAME")]
+    #[arg(long, global = true, env = "TELLTALE_INGEST_MQTT_USERNAME")]
     pub mqtt_username: Option<String>,
     /// Prefer the environment variable or mqtt.password_file (a flag is visible in `ps`).
-    #[arg(long, env = "TELLTALE_INGEST_MQTT_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "TELLTALE_INGEST_MQTT_PASSWORD",
+        hide_env_values = true
+    )]
     pub mqtt_password: Option<String>,
     /// Unacknowledged messages held at most.
-    #[arg(long, env = "TELLTALE_INGEST_MAX_IN_FLIGHT")]
+    #[arg(long, global = true, env = "TELLTALE_INGEST_MAX_IN_FLIGHT")]
     pub max_in_flight: Option<u16>,
     /// postgres://... or sqlite://PATH.
-    #[arg(long, env = "TELLTALE_INGEST_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "TELLTALE_INGEST_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
     /// Apply migrations at start: true or false.
-    #[arg(long, env = "TELLTALE_INGEST_MIGRATE_ON_START")]
+    #[arg(long, global = true, env = "TELLTALE_INGEST_MIGRATE_ON_START")]
     pub migrate_on_start: Option<bool>,
-    #[arg(long, env = "TELLTALE_INGEST_BATCH_MAX_MESSAGES")]
+    #[arg(long, global = true, env = "TELLTALE_INGEST_BATCH_MAX_MESSAGES")]
     pub batch_max_messages: Option<usize>,
     /// e.g. 200ms.
-    #[arg(long, env = "TELLTALE_INGEST_BATCH_MAX_AGE")]
+    #[arg(long, global = true, env = "TELLTALE_INGEST_BATCH_MAX_AGE")]
     pub batch_max_age: Option<String>,
     /// Metrics endpoint address (empty disables).
-    #[arg(long, env = "TELLTALE_INGEST_METRICS_LISTEN")]
+    #[arg(long, global = true, env = "TELLTALE_INGEST_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
     /// text or json.
-    #[arg(long, env = "TELLTALE_INGEST_LOG_FORMAT")]
+    #[arg(long, global = true, env = "TELLTALE_INGEST_LOG_FORMAT")]
     pub log_format: Option<String>,
 }
 
