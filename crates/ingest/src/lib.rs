@@ -6,4 +6,100 @@
 //! the broker only after the batch holding it is committed. A crash at any point loses
 //! nothing; a redelivery changes nothing (the store is idempotent on the message header).
 //!
-//! (Skeleton: the implementation is being built.)
+//! What it does not do (yet): send the leads the store writes to its outbox to the CRM. That
+//! sender needs the CRM's gRPC service, which does not exist yet; the outbox keeps the leads
+//! until it does.
+//!
+//! Modules: [`config`] (flags, environment, TOML), [`validate`] (bytes to envelopes or dead
+//! letters, pure), [`batcher`] (the batch and acknowledgement state machine, pure), [`mqtt`]
+//! (rumqttc 3.1.1/5 behind one face), [`pipeline`] (the tasks), [`metrics`] and [`http`] (the
+//! Prometheus endpoint).
+
+pub mod batcher;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod mqtt;
+pub mod pipeline;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use telltale_store::{Store, StoreError, StoreOptions};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::metrics::Metrics;
+
+/// Why the ingest could not start. The cause is the error's `source` (printed by the binary's
+/// error chain), so it is not repeated in the message.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the store")]
+    Connect(#[source] StoreError),
+    #[error("cannot migrate the store")]
+    Migrate(#[source] StoreError),
+    #[error("cannot listen for metrics on {addr}")]
+    Metrics {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Opens the store named in the settings (does not migrate).
+pub async fn open_store(settings: &Settings) -> Result<Store, StartError> {
+    let options = StoreOptions {
+        max_connections: settings.max_connections,
+        ..StoreOptions::default()
+    };
+    Store::connect(&settings.database_url, options)
+        .await
+        .map_err(StartError::Connect)
+}
+
+/// Runs the ingest: opens (and, if configured, migrates) the store, serves metrics, and
+/// ingests until `shutdown` completes; then finishes the batch in hand and disconnects.
+pub async fn run(
+    settings: Settings,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), StartError> {
+    let store = open_store(&settings).await?;
+    if settings.migrate_on_start {
+        store.migrate().await.map_err(StartError::Migrate)?;
+    }
+    let metrics = Arc::new(Metrics::default());
+    let stop = CancellationToken::new();
+    let server = match settings.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Metrics { addr, source })?;
+            tracing::info!(%addr, "metrics on /metrics, health on /healthz");
+            Some(tokio::spawn(http::serve(
+                listener,
+                metrics.clone(),
+                stop.clone(),
+            )))
+        }
+        None => None,
+    };
+    let pipeline_stop = CancellationToken::new();
+    let pipeline = pipeline::run(&settings, store, metrics, pipeline_stop.clone());
+    tokio::pin!(pipeline);
+    tokio::pin!(shutdown);
+    tokio::select! {
+        () = &mut pipeline => {}
+        () = &mut shutdown => {
+            tracing::info!("shutting down: finishing the batch in hand");
+            pipeline_stop.cancel();
+            pipeline.await;
+        }
+    }
+    stop.cancel();
+    if let Some(s) = server {
+        let _ = s.await;
+    }
+    Ok(())
+}

@@ -1,0 +1,829 @@
+//! The ingest's configuration: a TOML file, then environment variables, then flags (flags win),
+//! validated at start into typed [`Settings`].
+//!
+//! The file's shape is [`FileConfig`]; `crates/ingest/ingest.example.toml` shows every key with
+//! its default. Unknown keys are refused (a typo must not fall back to a
+//! default silently) and every validation error names its key, e.g. `batch.max_age: ...`.
+//! Durations are written `200ms`, `30s`, `5m`, `1h`, `30d`; sizes `256KiB`, `1MiB` or bytes.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Why the configuration was refused. The message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl fmt::Display) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.to_string(),
+    }
+}
+
+/// The configuration as written in the TOML file (and printed by `--print-config`). Every
+/// field has a default, so an empty file is an ingest for a local broker and a local SQLite.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    pub mqtt: MqttSection,
+    pub database: DatabaseSection,
+    pub batch: BatchSection,
+    pub validate: ValidateSection,
+    pub metrics: MetricsSection,
+    pub log: LogSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttSection {
+    /// `mqtt://host:port` or `mqtts://host:port` (TLS).
+    pub url: String,
+    /// `3.1.1` or `5`.
+    pub protocol: String,
+    /// Must be stable across restarts: the broker keeps the persistent session (and what was
+    /// published while the ingest was down) under this id. One per instance.
+    pub client_id: String,
+    /// Shared-subscription group; instances in one group split the fleet's traffic.
+    pub share_group: String,
+    /// Subscribe with `$share/<group>/...`; turn off for brokers without shared subscriptions
+    /// (then run one instance only, or every instance gets every message).
+    pub shared: bool,
+    /// CA certificate (PEM) the broker's certificate must chain to; required for `mqtts://`.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub username: Option<String>,
+    /// Prefer `password_file` or the `TELLTALE_INGEST_MQTT_PASSWORD` environment variable.
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub keep_alive: String,
+    /// Messages received but not yet acknowledged, at most: the memory bound. Also sent as the
+    /// MQTT 5 receive maximum. For MQTT 3.1.1 the broker's own limit applies (Mosquitto:
+    /// `max_inflight_messages`, 20 by default; raise it to at least `batch.max_messages`).
+    pub max_in_flight: u16,
+}
+
+impl Default for MqttSection {
+    fn default() -> Self {
+        MqttSection {
+            url: "mqtt://127.0.0.1:1883".into(),
+            protocol: "3.1.1".into(),
+            client_id: "telltale-ingest-1".into(),
+            share_group: "ingest".into(),
+            shared: true,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            username: None,
+            password: None,
+            password_file: None,
+            keep_alive: "30s".into(),
+            max_in_flight: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSection {
+    /// `postgres://user@host/db` or `sqlite://PATH`.
+    pub url: String,
+    /// Apply the migrations at start (safe from several instances at once).
+    pub migrate_on_start: bool,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseSection {
+    fn default() -> Self {
+        DatabaseSection {
+            url: "sqlite://telltale.db".into(),
+            migrate_on_start: true,
+            max_connections: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchSection {
+    /// A batch is written at this many messages...
+    pub max_messages: usize,
+    /// ...or when its oldest message is this old.
+    pub max_age: String,
+    /// After SIGTERM, how long to keep retrying a failing store for the batch in hand before
+    /// leaving it unacknowledged (the broker redelivers it).
+    pub shutdown_grace: String,
+}
+
+impl Default for BatchSection {
+    fn default() -> Self {
+        BatchSection {
+            max_messages: 500,
+            max_age: "200ms".into(),
+            shutdown_grace: "10s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ValidateSection {
+    /// Larger payloads are dead letters.
+    pub max_payload: String,
+    /// A device time further ahead of the receive time than this is flagged (kept, logged,
+    /// counted): car clocks are wrong often enough that refusing would lose real data.
+    pub max_clock_ahead: String,
+    /// Likewise behind; a spool can legitimately hold messages for days.
+    pub max_clock_behind: String,
+}
+
+impl Default for ValidateSection {
+    fn default() -> Self {
+        ValidateSection {
+            max_payload: "256KiB".into(),
+            max_clock_ahead: "10m".into(),
+            max_clock_behind: "30d".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Where `/metrics` (Prometheus text) and `/healthz` are served; empty disables.
+    pub listen: String,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            listen: "127.0.0.1:9466".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// `text` or `json`.
+    pub format: String,
+    /// An `EnvFilter` directive; `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            format: "text".into(),
+            filter: "info".into(),
+        }
+    }
+}
+
+/// Flags and environment variables over the file (each `None` leaves the file's value).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Flags {
+    /// Broker: mqtt://HOST:PORT or mqtts://HOST:PORT.
+    #[arg(long, global = true, env = "TELLTALE_INGEST_MQTT_URL")]
+    pub mqtt_url: Option<String>,
+    /// MQTT protocol: 3.1.1 or 5.
+    #[arg(long, global = true, env = "TELLTALE_INGEST_MQTT_PROTOCOL")]
+    pub mqtt_protocol: Option<String>,
+    /// MQTT client id; stable per instance (the broker keeps its session under it).
+    #[arg(long, global = true, env = "TELLTALE_INGEST_CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// Shared-subscription group.
+    #[arg(long, global = true, env = "TELLTALE_INGEST_SHARE_GROUP")]
+    pub share_group: Option<String>,
+    /// Plain subscriptions, for brokers without shared subscriptions.
+    #[arg(long, global = true, env = "TELLTALE_INGEST_NO_SHARED")]
+    pub no_shared: bool,
+    #[arg(long, global = true, env = "TELLTALE_INGEST_MQTT_CA_FILE")]
+    pub mqtt_ca_file: Option<PathBuf>,
+    #[arg(long, global = true, env = "TELLTALE_INGEST_MQTT_CERT_FILE")]
+    pub mqtt_cert_file: Option<PathBuf>,
+    #[arg(long, global = true, env = "TELLTALE_INGEST_MQTT_KEY_FILE")]
+    pub mqtt_key_file: Option<PathBuf>,
+    #[arg(long, global = true, env = "TELLTALE_INGEST_MQTT_USERNAME")]
+    pub mqtt_username: Option<String>,
+    /// Prefer the environment variable or mqtt.password_file (a flag is visible in `ps`).
+    #[arg(
+        long,
+        global = true,
+        env = "TELLTALE_INGEST_MQTT_PASSWORD",
+        hide_env_values = true
+    )]
+    pub mqtt_password: Option<String>,
+    /// Unacknowledged messages held at most.
+    #[arg(long, global = true, env = "TELLTALE_INGEST_MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<u16>,
+    /// postgres://... or sqlite://PATH.
+    #[arg(
+        long,
+        global = true,
+        env = "TELLTALE_INGEST_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    /// Apply migrations at start: true or false.
+    #[arg(long, global = true, env = "TELLTALE_INGEST_MIGRATE_ON_START")]
+    pub migrate_on_start: Option<bool>,
+    #[arg(long, global = true, env = "TELLTALE_INGEST_BATCH_MAX_MESSAGES")]
+    pub batch_max_messages: Option<usize>,
+    /// e.g. 200ms.
+    #[arg(long, global = true, env = "TELLTALE_INGEST_BATCH_MAX_AGE")]
+    pub batch_max_age: Option<String>,
+    /// Metrics endpoint address (empty disables).
+    #[arg(long, global = true, env = "TELLTALE_INGEST_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// text or json.
+    #[arg(long, global = true, env = "TELLTALE_INGEST_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+impl Flags {
+    /// The file's configuration with these flags applied.
+    pub fn apply(&self, mut c: FileConfig) -> FileConfig {
+        let set = |dst: &mut String, v: &Option<String>| {
+            if let Some(v) = v {
+                dst.clone_from(v);
+            }
+        };
+        set(&mut c.mqtt.url, &self.mqtt_url);
+        set(&mut c.mqtt.protocol, &self.mqtt_protocol);
+        set(&mut c.mqtt.client_id, &self.client_id);
+        set(&mut c.mqtt.share_group, &self.share_group);
+        set(&mut c.database.url, &self.database_url);
+        set(&mut c.batch.max_age, &self.batch_max_age);
+        set(&mut c.metrics.listen, &self.metrics_listen);
+        set(&mut c.log.format, &self.log_format);
+        if self.no_shared {
+            c.mqtt.shared = false;
+        }
+        if self.mqtt_ca_file.is_some() {
+            c.mqtt.ca_file.clone_from(&self.mqtt_ca_file);
+        }
+        if self.mqtt_cert_file.is_some() {
+            c.mqtt.cert_file.clone_from(&self.mqtt_cert_file);
+        }
+        if self.mqtt_key_file.is_some() {
+            c.mqtt.key_file.clone_from(&self.mqtt_key_file);
+        }
+        if self.mqtt_username.is_some() {
+            c.mqtt.username.clone_from(&self.mqtt_username);
+        }
+        if self.mqtt_password.is_some() {
+            c.mqtt.password.clone_from(&self.mqtt_password);
+            c.mqtt.password_file = None;
+        }
+        if let Some(v) = self.max_in_flight {
+            c.mqtt.max_in_flight = v;
+        }
+        if let Some(v) = self.migrate_on_start {
+            c.database.migrate_on_start = v;
+        }
+        if let Some(v) = self.batch_max_messages {
+            c.batch.max_messages = v;
+        }
+        c
+    }
+}
+
+impl FileConfig {
+    /// Reads and parses a TOML file; unknown keys and wrong types are errors naming the key.
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        FileConfig::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses TOML text; the error is toml's message (with line, column and key).
+    pub fn parse(text: &str) -> Result<FileConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+    }
+
+    /// The effective configuration as TOML, secrets (MQTT password, a password in the
+    /// database url) replaced by `<redacted>`.
+    pub fn to_toml_redacted(&self) -> String {
+        let mut shown = self.clone();
+        if shown.mqtt.password.is_some() {
+            shown.mqtt.password = Some("<redacted>".into());
+        }
+        shown.database.url = redact_url(&shown.database.url);
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+    }
+
+    /// Checks every value and turns the text into typed settings.
+    pub fn validate(&self) -> Result<Settings, ConfigError> {
+        let mqtt = self.validate_mqtt()?;
+        let d = &self.database;
+        if !(d.url.starts_with("postgres://")
+            || d.url.starts_with("postgresql://")
+            || d.url.starts_with("sqlite:"))
+        {
+            return Err(invalid(
+                "database.url",
+                format!(
+                    "{:?}: use postgres://USER@HOST/DB or sqlite://PATH",
+                    redact_url(&d.url)
+                ),
+            ));
+        }
+        if d.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be at least 1"));
+        }
+        let b = &self.batch;
+        if b.max_messages == 0 {
+            return Err(invalid("batch.max_messages", "must be at least 1"));
+        }
+        if b.max_messages > usize::from(mqtt.max_in_flight) {
+            return Err(invalid(
+                "batch.max_messages",
+                format!(
+                    "{} exceeds mqtt.max_in_flight ({}): a batch could never fill",
+                    b.max_messages, mqtt.max_in_flight
+                ),
+            ));
+        }
+        let max_age = duration("batch.max_age", &b.max_age)?;
+        if max_age < Duration::from_millis(1) {
+            return Err(invalid("batch.max_age", "must be at least 1ms"));
+        }
+        let max_payload = parse_size(&self.validate.max_payload)
+            .map_err(|e| invalid("validate.max_payload", e))?;
+        if max_payload == 0 {
+            return Err(invalid("validate.max_payload", "must be above 0"));
+        }
+        let metrics_listen = if self.metrics.listen.is_empty() {
+            None
+        } else {
+            Some(self.metrics.listen.parse::<SocketAddr>().map_err(|e| {
+                invalid("metrics.listen", format!("{:?}: {e}", self.metrics.listen))
+            })?)
+        };
+        let json_logs = match self.log.format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => {
+                return Err(invalid(
+                    "log.format",
+                    format!("{other:?}: use \"text\" or \"json\""),
+                ));
+            }
+        };
+        tracing_subscriber::EnvFilter::try_new(&self.log.filter)
+            .map_err(|e| invalid("log.filter", e))?;
+        Ok(Settings {
+            mqtt,
+            database_url: d.url.clone(),
+            migrate_on_start: d.migrate_on_start,
+            max_connections: d.max_connections,
+            batch_max_messages: b.max_messages,
+            batch_max_age: max_age,
+            shutdown_grace: duration("batch.shutdown_grace", &b.shutdown_grace)?,
+            limits: crate::validate::Limits {
+                max_payload: usize::try_from(max_payload).unwrap_or(usize::MAX),
+                max_clock_ahead: duration(
+                    "validate.max_clock_ahead",
+                    &self.validate.max_clock_ahead,
+                )?,
+                max_clock_behind: duration(
+                    "validate.max_clock_behind",
+                    &self.validate.max_clock_behind,
+                )?,
+            },
+            metrics_listen,
+            json_logs,
+            log_filter: self.log.filter.clone(),
+        })
+    }
+
+    fn validate_mqtt(&self) -> Result<MqttSettings, ConfigError> {
+        let m = &self.mqtt;
+        let (tls, rest) = if let Some(rest) = m.url.strip_prefix("mqtts://") {
+            (true, rest)
+        } else if let Some(rest) = m.url.strip_prefix("mqtt://") {
+            (false, rest)
+        } else {
+            return Err(invalid(
+                "mqtt.url",
+                format!("{:?}: use mqtt://HOST:PORT or mqtts://HOST:PORT", m.url),
+            ));
+        };
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse::<u16>()
+                    .map_err(|_| invalid("mqtt.url", format!("bad port {p:?}")))?,
+            ),
+            None => (rest, if tls { 8883 } else { 1883 }),
+        };
+        if host.is_empty() {
+            return Err(invalid("mqtt.url", "no host"));
+        }
+        let protocol = match m.protocol.as_str() {
+            "3.1.1" | "4" | "v4" => Protocol::V311,
+            "5" | "5.0" | "v5" => Protocol::V5,
+            other => {
+                return Err(invalid(
+                    "mqtt.protocol",
+                    format!("{other:?}: use \"3.1.1\" or \"5\""),
+                ));
+            }
+        };
+        // The client id names the persistent session; the broker refuses some characters and
+        // a `/` or wildcard would be a trap in ACLs.
+        telltale_wire::topic::validate_device_id(&m.client_id).map_err(|_| {
+            invalid(
+                "mqtt.client_id",
+                format!(
+                    "{:?}: use 1-64 characters of A-Z a-z 0-9 - _ .",
+                    m.client_id
+                ),
+            )
+        })?;
+        let share_group = if m.shared {
+            let g = &m.share_group;
+            if g.is_empty() || g.contains(['/', '+', '#']) {
+                return Err(invalid(
+                    "mqtt.share_group",
+                    format!("{g:?}: must be non-empty, without / + #"),
+                ));
+            }
+            Some(g.clone())
+        } else {
+            None
+        };
+        let tls = if tls {
+            let Some(ca) = &m.ca_file else {
+                return Err(invalid("mqtt.ca_file", "required with mqtts://"));
+            };
+            let ca_pem = read_file("mqtt.ca_file", ca)?;
+            let client = match (&m.cert_file, &m.key_file) {
+                (Some(c), Some(k)) => Some((
+                    read_file("mqtt.cert_file", c)?,
+                    read_file("mqtt.key_file", k)?,
+                )),
+                (None, None) => None,
+                (Some(_), None) => {
+                    return Err(invalid("mqtt.key_file", "needed with mqtt.cert_file"));
+                }
+                (None, Some(_)) => {
+                    return Err(invalid("mqtt.cert_file", "needed with mqtt.key_file"));
+                }
+            };
+            Some(TlsFiles { ca_pem, client })
+        } else {
+            if m.cert_file.is_some() || m.key_file.is_some() || m.ca_file.is_some() {
+                return Err(invalid(
+                    "mqtt.url",
+                    "certificates are configured but the url is mqtt:// (use mqtts://)",
+                ));
+            }
+            None
+        };
+        let password = match (&m.password, &m.password_file) {
+            (Some(p), None) => Some(p.clone()),
+            (None, Some(f)) => {
+                let bytes = read_file("mqtt.password_file", f)?;
+                Some(
+                    String::from_utf8(bytes)
+                        .map_err(|_| invalid("mqtt.password_file", "not UTF-8"))?
+                        .trim_end_matches(['\r', '\n'])
+                        .to_owned(),
+                )
+            }
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "mqtt.password",
+                    "set either password or password_file, not both",
+                ));
+            }
+        };
+        if password.is_some() && m.username.is_none() {
+            return Err(invalid("mqtt.username", "a password needs a username"));
+        }
+        if m.max_in_flight == 0 {
+            return Err(invalid("mqtt.max_in_flight", "must be at least 1"));
+        }
+        let keep_alive = duration("mqtt.keep_alive", &m.keep_alive)?;
+        if keep_alive < Duration::from_secs(1) {
+            return Err(invalid("mqtt.keep_alive", "must be at least 1s"));
+        }
+        Ok(MqttSettings {
+            host: host.to_owned(),
+            port,
+            protocol,
+            client_id: m.client_id.clone(),
+            share_group,
+            tls,
+            username: m.username.clone(),
+            password,
+            keep_alive,
+            max_in_flight: m.max_in_flight,
+        })
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:<redacted>@host/db`.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((auth, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// Which MQTT protocol version to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Protocol {
+    V311,
+    V5,
+}
+
+/// PEM contents read at start, so a missing file is a start-up error, not a reconnect loop.
+#[derive(Clone)]
+pub struct TlsFiles {
+    pub ca_pem: Vec<u8>,
+    /// Client certificate chain and private key, for mutual TLS.
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl fmt::Debug for TlsFiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsFiles")
+            .field("client_auth", &self.client.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Validated MQTT settings.
+#[derive(Clone)]
+pub struct MqttSettings {
+    pub host: String,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub client_id: String,
+    /// `Some(group)`: shared subscriptions; `None`: plain ones.
+    pub share_group: Option<String>,
+    pub tls: Option<TlsFiles>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub keep_alive: Duration,
+    pub max_in_flight: u16,
+}
+
+impl fmt::Debug for MqttSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MqttSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("protocol", &self.protocol)
+            .field("client_id", &self.client_id)
+            .field("share_group", &self.share_group)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The validated, typed configuration the ingest runs with.
+#[derive(Clone)]
+pub struct Settings {
+    pub mqtt: MqttSettings,
+    pub database_url: String,
+    pub migrate_on_start: bool,
+    pub max_connections: u32,
+    pub batch_max_messages: usize,
+    pub batch_max_age: Duration,
+    pub shutdown_grace: Duration,
+    pub limits: crate::validate::Limits,
+    pub metrics_listen: Option<SocketAddr>,
+    pub json_logs: bool,
+    pub log_filter: String,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("mqtt", &self.mqtt)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("batch_max_messages", &self.batch_max_messages)
+            .field("batch_max_age", &self.batch_max_age)
+            .field("limits", &self.limits)
+            .field("metrics_listen", &self.metrics_listen)
+            .finish_non_exhaustive()
+    }
+}
+
+fn read_file(key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|e| invalid(key, format!("{}: {e}", path.display())))
+}
+
+fn duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
+    parse_duration(text).map_err(|e| invalid(key, e))
+}
+
+/// `250ms`, `30s`, `5m`, `1h`, `30d`, `1.5s`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("{text:?}: give a unit, e.g. 200ms, 30s, 5m, 1h, 30d"))?;
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{text:?}: not a duration (e.g. 200ms, 30s, 5m, 1h, 30d)"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86_400.0,
+        other => return Err(format!("{text:?}: unknown unit {other:?} (ms, s, m, h, d)")),
+    };
+    if !(secs.is_finite() && (0.0..1.0e9).contains(&secs)) {
+        return Err(format!("{text:?}: out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `256KiB`, `1MiB`, `65536` (bytes); `KB`/`MB` are read as the binary units too.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?}: not a size (e.g. 256KiB)"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "KB" | "K" => 1 << 10,
+        "MiB" | "MB" | "M" => 1 << 20,
+        "GiB" | "GB" | "G" => 1 << 30,
+        other => return Err(format!("{text:?}: unknown unit {other:?} (KiB, MiB, GiB)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{text:?}: too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct TestCli {
+        #[command(flatten)]
+        flags: Flags,
+    }
+
+    fn err_of(c: &FileConfig) -> String {
+        match c.validate() {
+            Ok(_) => panic!("config accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid_and_shared() {
+        let s = FileConfig::default().validate().expect("valid");
+        assert_eq!(s.mqtt.port, 1883);
+        assert_eq!(s.mqtt.share_group.as_deref(), Some("ingest"));
+        assert_eq!(s.batch_max_messages, 500);
+        assert_eq!(s.batch_max_age, Duration::from_millis(200));
+        assert_eq!(s.limits.max_payload, 256 * 1024);
+        assert_eq!(s.limits.max_clock_behind, Duration::from_secs(30 * 86_400));
+        assert!(s.migrate_on_start);
+    }
+
+    #[test]
+    fn unknown_and_mistyped_keys_are_refused_with_their_name() {
+        let e = FileConfig::parse("[mqtt]\nurll = \"x\"\n").expect_err("typo");
+        assert!(e.contains("urll"), "{e}");
+        let e = FileConfig::parse("[batch]\nmax_messages = \"many\"\n").expect_err("type");
+        assert!(e.contains("max_messages"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        type Edit = fn(&mut FileConfig);
+        let cases: Vec<(Edit, &str)> = vec![
+            (|c| c.mqtt.url = "tcp://x:1".into(), "mqtt.url:"),
+            (|c| c.mqtt.url = "mqtts://b:8883".into(), "mqtt.ca_file:"),
+            (|c| c.mqtt.protocol = "6".into(), "mqtt.protocol:"),
+            (|c| c.mqtt.client_id = "a/b".into(), "mqtt.client_id:"),
+            (|c| c.mqtt.share_group = "a/b".into(), "mqtt.share_group:"),
+            (|c| c.mqtt.password = Some("p".into()), "mqtt.username:"),
+            (|c| c.mqtt.max_in_flight = 0, "mqtt.max_in_flight:"),
+            (|c| c.database.url = "mysql://x".into(), "database.url:"),
+            (|c| c.batch.max_messages = 0, "batch.max_messages:"),
+            (|c| c.batch.max_messages = 5000, "batch.max_messages:"),
+            (|c| c.batch.max_age = "200".into(), "batch.max_age:"),
+            (
+                |c| c.validate.max_payload = "lots".into(),
+                "validate.max_payload:",
+            ),
+            (
+                |c| c.validate.max_clock_ahead = "1y".into(),
+                "validate.max_clock_ahead:",
+            ),
+            (|c| c.metrics.listen = "localhost".into(), "metrics.listen:"),
+            (|c| c.log.format = "xml".into(), "log.format:"),
+        ];
+        for (edit, key) in cases {
+            let mut c = FileConfig::default();
+            edit(&mut c);
+            let e = err_of(&c);
+            assert!(e.starts_with(key), "expected {key} in {e}");
+        }
+        // A shared group that is wrong does not matter when shared subscriptions are off.
+        let mut c = FileConfig::default();
+        c.mqtt.share_group = "a/b".into();
+        c.mqtt.shared = false;
+        assert_eq!(c.validate().expect("valid").mqtt.share_group, None);
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let file = FileConfig::parse(
+            "[mqtt]\nurl = \"mqtt://file:1\"\nclient_id = \"from-file\"\n[batch]\nmax_messages = 10\n",
+        )
+        .expect("parses");
+        let cli = TestCli::try_parse_from([
+            "x",
+            "--mqtt-url",
+            "mqtt://flag:2",
+            "--no-shared",
+            "--mqtt-protocol",
+            "5",
+            "--database-url",
+            "postgres://u:pw@db/telltale",
+            "--migrate-on-start",
+            "false",
+        ])
+        .expect("flags parse");
+        let c = cli.flags.apply(file);
+        let s = c.validate().expect("valid");
+        assert_eq!((s.mqtt.host.as_str(), s.mqtt.port), ("flag", 2));
+        assert_eq!(s.mqtt.client_id, "from-file");
+        assert_eq!(s.mqtt.share_group, None);
+        assert_eq!(s.mqtt.protocol, Protocol::V5);
+        assert_eq!(s.batch_max_messages, 10);
+        assert!(!s.migrate_on_start);
+        let printed = c.to_toml_redacted();
+        assert!(!printed.contains("pw@"), "{printed}");
+        assert!(
+            printed.contains("postgres://u:<redacted>@db/telltale"),
+            "{printed}"
+        );
+        let back = FileConfig::parse(&printed).expect("printed config parses back");
+        assert_eq!(back.mqtt.url, "mqtt://flag:2");
+    }
+
+    #[test]
+    fn the_example_file_is_the_defaults() {
+        let text = include_str!("../ingest.example.toml");
+        assert_eq!(FileConfig::parse(text), Ok(FileConfig::default()));
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert_eq!(parse_size("256KiB"), Ok(256 * 1024));
+        assert!(parse_size("99999999999999999GiB").is_err());
+    }
+}

@@ -1,0 +1,408 @@
+//! The running ingest: two tasks and a bounded channel between them.
+//!
+//! - The **reader** owns the MQTT event loop: it (re)connects, subscribes, and passes each
+//!   received message into a bounded channel. When the channel is full it waits, so the
+//!   socket is not read and the broker holds the rest (with MQTT 5 the receive maximum keeps
+//!   the broker from sending more than `max_in_flight` unacknowledged messages at all).
+//! - The **writer** decodes and validates each message, feeds the [`Batcher`], writes each
+//!   sealed batch (`Sink::ingest`, then `Sink::dead_letter`) and, only after both succeeded,
+//!   acknowledges the batch's messages to the broker in arrival order. A failing store is
+//!   retried with back-off and nothing is acknowledged meanwhile.
+//!
+//! A message the broker delivers again while the ingest still holds it unacknowledged (after a
+//! reconnect in the middle of a long write) has the same packet id as the held one, because a
+//! broker does not reuse a packet id before its PUBACK; the reader drops such copies, so one
+//! message is acknowledged once. (The copy is not lost: the held one is acknowledged after its
+//! commit.)
+//!
+//! Shutdown: the writer stops taking messages, writes what it holds (retrying a failing store
+//! for at most the shutdown grace), acknowledges, and ends; then the reader sends DISCONNECT
+//! behind the last acknowledgement. Messages received but not written stay unacknowledged in
+//! the broker's session and come again on the next start.
+
+use std::collections::HashSet;
+use std::fmt::Display;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use telltale_store::{DeadLetter, Envelope, IngestOutcome, Store, StoreError};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::batcher::{self, Batcher, Item, Step};
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::mqtt::{self, AckToken, Connection, Event, Handle};
+use crate::validate::{self, ClockCheck};
+
+/// Messages waiting between the reader and the writer, beyond what the writer holds.
+const CHANNEL: usize = 64;
+
+/// Where batches go. [`Store`] is the real one; tests put a failing one in its place.
+pub trait Sink: Send + Sync + 'static {
+    type Error: Display + Send;
+    fn ingest(
+        &self,
+        batch: &[Envelope],
+    ) -> impl Future<Output = Result<IngestOutcome, Self::Error>> + Send;
+    fn dead_letter(
+        &self,
+        letters: &[DeadLetter],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+impl Sink for Store {
+    type Error = StoreError;
+    async fn ingest(&self, batch: &[Envelope]) -> Result<IngestOutcome, StoreError> {
+        Store::ingest(self, batch).await
+    }
+    async fn dead_letter(&self, letters: &[DeadLetter]) -> Result<(), StoreError> {
+        Store::dead_letter(self, letters).await
+    }
+}
+
+/// Packet ids of QoS 1 messages received and not yet acknowledged, shared by reader and writer.
+#[derive(Debug, Default)]
+struct Unacked(Mutex<HashSet<u16>>);
+
+impl Unacked {
+    /// Records a received packet id; false if it is already held (a redelivered copy).
+    /// Packet id 0 (QoS 0, nothing to acknowledge) is never held.
+    fn insert(&self, pkid: u16) -> bool {
+        pkid == 0 || self.lock().insert(pkid)
+    }
+
+    fn remove(&self, pkid: u16) {
+        self.lock().remove(&pkid);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<u16>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One received message on its way to the writer.
+#[derive(Debug)]
+struct Incoming {
+    topic: String,
+    payload: Bytes,
+    ack: AckToken,
+}
+
+/// Runs the ingest until `shutdown` is cancelled and the batch in hand is committed.
+pub async fn run<S: Sink>(
+    settings: &Settings,
+    sink: S,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let max_held = usize::from(settings.mqtt.max_in_flight);
+    let (handle, connection) = mqtt::client(
+        &settings.mqtt,
+        settings.limits.max_payload,
+        max_held + CHANNEL + 16,
+    );
+    let (tx, rx) = mpsc::channel(CHANNEL);
+    let writer_done = CancellationToken::new();
+    let unacked = Arc::new(Unacked::default());
+    let reader = tokio::spawn(read(
+        connection,
+        handle.clone(),
+        unacked.clone(),
+        settings.mqtt.share_group.clone(),
+        tx,
+        metrics.clone(),
+        shutdown.clone(),
+        writer_done.clone(),
+    ));
+    let writer = Writer {
+        sink,
+        handle,
+        unacked,
+        metrics,
+        limits: settings.limits.clone(),
+        grace: settings.shutdown_grace,
+        batcher: Batcher::new(batcher::Limits {
+            max_messages: settings.batch_max_messages,
+            max_age: settings.batch_max_age,
+            max_held,
+            retry_min: Duration::from_millis(100),
+            retry_max: Duration::from_secs(10),
+        }),
+    };
+    writer.run(rx, shutdown).await;
+    writer_done.cancel();
+    if let Err(e) = reader.await {
+        tracing::error!(cause = %e, "MQTT reader task failed");
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn read(
+    mut connection: Connection,
+    handle: Handle,
+    unacked: Arc<Unacked>,
+    share_group: Option<String>,
+    tx: mpsc::Sender<Incoming>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    writer_done: CancellationToken,
+) {
+    let mut failures = 0u32;
+    let mut disconnect_at: Option<Instant> = None;
+    loop {
+        if disconnect_at.is_none() && writer_done.is_cancelled() {
+            // Queued behind the writer's last acknowledgements, so they go out first.
+            if handle.disconnect().is_err() {
+                return;
+            }
+            disconnect_at = Some(Instant::now() + Duration::from_secs(3));
+        }
+        let polled = tokio::select! {
+            p = connection.poll() => p,
+            _ = writer_done.cancelled(), if disconnect_at.is_none() => continue,
+            _ = tokio::time::sleep_until(disconnect_at.unwrap_or_else(Instant::now)), if disconnect_at.is_some() => {
+                tracing::warn!("no DISCONNECT sent within 3 s; closing");
+                return;
+            }
+        };
+        match polled {
+            Ok(Event::Connected { session_present }) => {
+                failures = 0;
+                metrics.mqtt_connected.store(1, Ordering::Relaxed);
+                metrics.mqtt_connects.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(session_present, "connected to the broker");
+                if let Err(e) = handle.subscribe_fleet(share_group.as_deref()) {
+                    tracing::error!(cause = %e, "cannot subscribe");
+                }
+            }
+            Ok(Event::Message {
+                topic,
+                payload,
+                ack,
+            }) => {
+                if shutdown.is_cancelled() {
+                    // Not acknowledged: the broker keeps it for the next start.
+                    continue;
+                }
+                if !unacked.insert(ack.pkid()) {
+                    tracing::debug!(pkid = ack.pkid(), %topic, "redelivered copy of a message in hand; dropped");
+                    continue;
+                }
+                metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+                let msg = Incoming {
+                    topic,
+                    payload,
+                    ack,
+                };
+                tokio::select! {
+                    sent = tx.send(msg) => if let Err(mpsc::error::SendError(m)) = sent {
+                        unacked.remove(m.ack.pkid());
+                        metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+                    },
+                    _ = shutdown.cancelled() => {
+                        metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            Ok(Event::SubscribeRefused(why)) => {
+                tracing::error!(reason = %why, share_group = ?share_group, "the broker refused a subscription (an ACL, or no shared subscriptions: try --no-shared)");
+            }
+            Ok(Event::Disconnected) => {
+                metrics.mqtt_connected.store(0, Ordering::Relaxed);
+                tracing::info!("disconnected from the broker");
+                return;
+            }
+            Ok(Event::Other) => {}
+            Err(e) => {
+                metrics.mqtt_connected.store(0, Ordering::Relaxed);
+                if disconnect_at.is_some() {
+                    return;
+                }
+                let wait = mqtt::reconnect_delay(failures);
+                failures = failures.saturating_add(1);
+                tracing::warn!(cause = %e, retry_in_ms = wait.as_millis() as u64, "MQTT connection down");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = writer_done.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+struct Writer<S> {
+    sink: S,
+    handle: Handle,
+    unacked: Arc<Unacked>,
+    metrics: Arc<Metrics>,
+    limits: validate::Limits,
+    grace: Duration,
+    batcher: Batcher<AckToken>,
+}
+
+impl<S: Sink> Writer<S> {
+    async fn run(mut self, mut rx: mpsc::Receiver<Incoming>, shutdown: CancellationToken) {
+        loop {
+            let wake = match self.batcher.step(Instant::now().into_std()) {
+                Step::Write => {
+                    self.write().await;
+                    continue;
+                }
+                Step::WaitUntil(at) => Some(Instant::from_std(at)),
+                Step::Idle => None,
+            };
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                msg = rx.recv(), if self.batcher.accepting() => match msg {
+                    Some(m) => self.take(m),
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
+            }
+        }
+        self.finish().await;
+    }
+
+    /// Decodes one message and adds it to the batcher.
+    fn take(&mut self, m: Incoming) {
+        let received_at = Utc::now();
+        let item = match validate::decode(&m.topic, &m.payload, received_at, &self.limits) {
+            Ok(a) => {
+                self.metrics.received(Some(a.kind));
+                if a.clock != ClockCheck::Plausible {
+                    self.metrics.clock_flagged.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(device = %a.envelope.device_id, kind = %a.kind, clock = ?a.clock, "device clock implausible; message kept with its device time");
+                }
+                Item::Data(a.envelope)
+            }
+            Err(r) => {
+                self.metrics.received(r.kind);
+                self.metrics.dead_letters.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(topic = %m.topic, bytes = m.payload.len(), reason = %r.reason, "message refused; kept as a dead letter");
+                Item::Dead(r.into_dead_letter(&m.topic, &m.payload, received_at))
+            }
+        };
+        self.batcher.push(item, m.ack, Instant::now().into_std());
+    }
+
+    /// Writes the sealed batch once; on success acknowledges it, on failure schedules a retry.
+    /// Returns whether it was committed.
+    async fn write(&mut self) -> bool {
+        let Some(batch) = self.batcher.batch() else {
+            return false;
+        };
+        let started = Instant::now();
+        let (id, messages) = (batch.id, batch.len());
+        if !batch.ingested && !batch.envelopes.is_empty() {
+            let result = self.sink.ingest(&batch.envelopes).await;
+            match result {
+                Ok(outcome) => {
+                    self.metrics.outcome(&outcome);
+                    if let Some(b) = self.batcher.batch_mut() {
+                        b.ingested = true;
+                    }
+                }
+                Err(e) => return self.failed(id, &e),
+            }
+        }
+        if let Some(batch) = self.batcher.batch()
+            && !batch.dead_letters.is_empty()
+        {
+            let result = self.sink.dead_letter(&batch.dead_letters).await;
+            if let Err(e) = result {
+                return self.failed(id, &e);
+            }
+        }
+        let elapsed = started.elapsed();
+        self.metrics.batch_latency(elapsed);
+        self.metrics.batches.fetch_add(1, Ordering::Relaxed);
+        if let Some(b) = self.batcher.batch() {
+            let lag = Instant::now()
+                .into_std()
+                .saturating_duration_since(b.oldest);
+            self.metrics.last_commit_lag_ms.store(
+                u64::try_from(lag.as_millis()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+        }
+        for ack in self.batcher.committed() {
+            let sent = self.handle.ack(&ack).await;
+            self.unacked.remove(ack.pkid());
+            if let Err(e) = sent {
+                // Only when the event loop is gone (shutting down): the broker redelivers.
+                tracing::warn!(cause = %e, pkid = ack.pkid(), "acknowledgement not sent");
+                continue;
+            }
+            self.metrics.acked.fetch_add(1, Ordering::Relaxed);
+            self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+        tracing::debug!(
+            batch = id,
+            messages,
+            write_ms = elapsed.as_millis() as u64,
+            "batch committed and acknowledged"
+        );
+        true
+    }
+
+    fn failed(&mut self, id: u64, e: &S::Error) -> bool {
+        self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+        let retry_at = self.batcher.failed(Instant::now().into_std());
+        let failures = self.batcher.batch().map_or(0, |b| b.failures);
+        let retry_in = retry_at.saturating_duration_since(Instant::now().into_std());
+        tracing::error!(cause = %e, batch = id, failures, retry_in_ms = retry_in.as_millis() as u64, "store write failed; batch kept unacknowledged");
+        false
+    }
+
+    /// Shutdown: writes everything held, retrying a failing store until the grace runs out.
+    async fn finish(&mut self) {
+        let give_up = Instant::now() + self.grace;
+        loop {
+            self.batcher.flush();
+            if self.batcher.batch().is_none() {
+                break;
+            }
+            if self.write().await {
+                continue;
+            }
+            let now = Instant::now();
+            let retry = match self.batcher.step(now.into_std()) {
+                Step::WaitUntil(at) => Instant::from_std(at),
+                _ => now,
+            };
+            if retry >= give_up {
+                let left = self.batcher.abandon() + self.batcher.held();
+                tracing::warn!(
+                    messages = left,
+                    "store still failing at shutdown; leaving messages unacknowledged for redelivery"
+                );
+                break;
+            }
+            tokio::time::sleep_until(retry).await;
+        }
+        tracing::info!("writer stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Unacked;
+
+    #[test]
+    fn a_held_packet_id_marks_a_redelivered_copy_until_acknowledged() {
+        let u = Unacked::default();
+        assert!(u.insert(5));
+        assert!(!u.insert(5), "same id while held: a copy");
+        assert!(u.insert(6));
+        u.remove(5);
+        assert!(u.insert(5), "after the ack the broker may reuse it");
+        assert!(u.insert(0) && u.insert(0), "QoS 0 carries no id to hold");
+    }
+}
