@@ -6,40 +6,20 @@
 //! validation error names the key it is about, e.g. `mqtt.url: ...`. Durations are written as
 //! `500ms`, `30s`, `5m`, `1h`; sizes as `64MiB`, `512KiB` or a plain number of bytes.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use telltale_can::LinkSpec;
+pub use telltale_service::config::ConfigError;
+use telltale_service::config::{self as values, duration, invalid};
+use telltale_service::mqtt::Broker;
 use telltale_wire::signing::TrustedKey;
 use telltale_wire::topic::validate_device_id;
 
 use crate::spool::FsyncPolicy;
 use crate::vehicle::{SignalSpec, signals};
-
-/// Why the configuration was refused. The message names the key.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("{key}: {message}")]
-    Invalid { key: String, message: String },
-}
-
-fn invalid(key: impl Into<String>, message: impl fmt::Display) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        message: message.to_string(),
-    }
-}
 
 /// The configuration as written in the TOML file (and printed by `--print-config`). Every field
 /// has a default, so an empty file plus `--device-id` and `--link` is a working agent.
@@ -280,19 +260,12 @@ impl Default for LogSection {
 impl FileConfig {
     /// Reads and parses a TOML file; unknown keys and wrong types are errors that name the key.
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        FileConfig::parse(&text).map_err(|message| ConfigError::Parse {
-            path: path.to_owned(),
-            message,
-        })
+        values::load_toml(path)
     }
 
     /// Parses TOML text; the error is toml's message (with line, column and key).
     pub fn parse(text: &str) -> Result<FileConfig, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+        values::parse_toml(text)
     }
 
     /// The effective configuration as TOML, secrets replaced by `"<redacted>"`.
@@ -301,7 +274,7 @@ impl FileConfig {
         if shown.mqtt.password.is_some() {
             shown.mqtt.password = Some("<redacted>".into());
         }
-        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+        values::to_toml(&shown)
     }
 
     /// Checks every value and turns the text into typed settings.
@@ -334,8 +307,7 @@ impl FileConfig {
             .dir
             .clone()
             .unwrap_or_else(|| self.state_dir.join("spool"));
-        let max_bytes =
-            parse_size(&self.spool.max_size).map_err(|e| invalid("spool.max_size", e))?;
+        let max_bytes = values::size("spool.max_size", &self.spool.max_size)?;
         if max_bytes < 64 * 1024 {
             return Err(invalid("spool.max_size", "must be at least 64KiB"));
         }
@@ -383,18 +355,8 @@ impl FileConfig {
                     invalid("status.listen", format!("{:?}: {e}", self.status.listen))
                 })?)
             };
-        let json_logs = match self.log.format.as_str() {
-            "text" => false,
-            "json" => true,
-            other => {
-                return Err(invalid(
-                    "log.format",
-                    format!("{other:?}: use \"text\" or \"json\""),
-                ));
-            }
-        };
-        tracing_subscriber::EnvFilter::try_new(&self.log.filter)
-            .map_err(|e| invalid("log.filter", e))?;
+        let json_logs = values::json_logs("log.format", &self.log.format)?;
+        values::log_filter("log.filter", &self.log.filter)?;
 
         Ok(Settings {
             device_id: self.device_id.clone(),
@@ -427,91 +389,7 @@ impl FileConfig {
 
     fn validate_mqtt(&self) -> Result<MqttSettings, ConfigError> {
         let m = &self.mqtt;
-        let (tls, rest) = if let Some(rest) = m.url.strip_prefix("mqtts://") {
-            (true, rest)
-        } else if let Some(rest) = m.url.strip_prefix("mqtt://") {
-            (false, rest)
-        } else {
-            return Err(invalid(
-                "mqtt.url",
-                format!("{:?}: use mqtt://HOST:PORT or mqtts://HOST:PORT", m.url),
-            ));
-        };
-        let rest = rest.trim_end_matches('/');
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) => (
-                h,
-                p.parse::<u16>()
-                    .map_err(|_| invalid("mqtt.url", format!("bad port {p:?}")))?,
-            ),
-            None => (rest, if tls { 8883 } else { 1883 }),
-        };
-        if host.is_empty() {
-            return Err(invalid("mqtt.url", "no host"));
-        }
-        let protocol = match m.protocol.as_str() {
-            "3.1.1" | "4" | "v4" => Protocol::V311,
-            "5" | "5.0" | "v5" => Protocol::V5,
-            other => {
-                return Err(invalid(
-                    "mqtt.protocol",
-                    format!("{other:?}: use \"3.1.1\" or \"5\""),
-                ));
-            }
-        };
-        let tls = if tls {
-            let Some(ca) = &m.ca_file else {
-                return Err(invalid("mqtt.ca_file", "required with mqtts://"));
-            };
-            let ca_pem = read_file("mqtt.ca_file", ca)?;
-            let client = match (&m.cert_file, &m.key_file) {
-                (Some(c), Some(k)) => Some((
-                    read_file("mqtt.cert_file", c)?,
-                    read_file("mqtt.key_file", k)?,
-                )),
-                (None, None) => None,
-                (Some(_), None) => {
-                    return Err(invalid("mqtt.key_file", "needed with mqtt.cert_file"));
-                }
-                (None, Some(_)) => {
-                    return Err(invalid("mqtt.cert_file", "needed with mqtt.key_file"));
-                }
-            };
-            Some(TlsFiles { ca_pem, client })
-        } else {
-            if m.cert_file.is_some() || m.key_file.is_some() || m.ca_file.is_some() {
-                return Err(invalid(
-                    "mqtt.url",
-                    "certificates are configured but the url is mqtt:// (use mqtts://)",
-                ));
-            }
-            None
-        };
-        let password = match (&m.password, &m.password_file) {
-            (Some(p), None) => Some(p.clone()),
-            (None, Some(f)) => {
-                let bytes = read_file("mqtt.password_file", f)?;
-                Some(
-                    String::from_utf8(bytes)
-                        .map_err(|_| invalid("mqtt.password_file", "not UTF-8"))?
-                        .trim_end_matches(['\r', '\n'])
-                        .to_owned(),
-                )
-            }
-            (None, None) => None,
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "mqtt.password",
-                    "set either password or password_file, not both",
-                ));
-            }
-        };
-        if password.is_some() && m.username.is_none() {
-            return Err(invalid("mqtt.username", "a password needs a username"));
-        }
-        if m.max_in_flight == 0 {
-            return Err(invalid("mqtt.max_in_flight", "must be at least 1"));
-        }
+        let broker = telltale_service::broker_fields!(m).validate()?;
         let reconnect_min = duration("mqtt.reconnect_min", &m.reconnect_min)?;
         let reconnect_max = duration("mqtt.reconnect_max", &m.reconnect_max)?;
         if reconnect_max < reconnect_min {
@@ -520,21 +398,10 @@ impl FileConfig {
                 "must not be below mqtt.reconnect_min",
             ));
         }
-        let keep_alive = duration("mqtt.keep_alive", &m.keep_alive)?;
-        if keep_alive < Duration::from_secs(1) {
-            return Err(invalid("mqtt.keep_alive", "must be at least 1s"));
-        }
         Ok(MqttSettings {
-            host: host.to_owned(),
-            port,
-            protocol,
-            tls,
-            username: m.username.clone(),
-            password,
-            keep_alive,
+            broker,
             reconnect_min,
             reconnect_max,
-            max_in_flight: m.max_in_flight,
             status_period: duration("mqtt.status_period", &m.status_period)?,
         })
     }
@@ -607,56 +474,14 @@ fn resolve_signal(s: &SignalEntry) -> Result<(String, u8), String> {
     }
 }
 
-/// Which MQTT protocol version to speak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Protocol {
-    V311,
-    V5,
-}
-
-/// PEM contents read at start, so a missing file is a start-up error, not a reconnect loop.
-#[derive(Clone)]
-pub struct TlsFiles {
-    pub ca_pem: Vec<u8>,
-    /// Client certificate chain and private key, for mutual TLS.
-    pub client: Option<(Vec<u8>, Vec<u8>)>,
-}
-
-impl fmt::Debug for TlsFiles {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TlsFiles")
-            .field("client_auth", &self.client.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-/// Validated MQTT settings.
-#[derive(Clone)]
+/// Validated MQTT settings: the broker connection and the agent's own timing.
+#[derive(Debug, Clone)]
 pub struct MqttSettings {
-    pub host: String,
-    pub port: u16,
-    pub protocol: Protocol,
-    pub tls: Option<TlsFiles>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub keep_alive: Duration,
+    pub broker: Broker,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
-    pub max_in_flight: u16,
+    /// How often the retained status message is refreshed.
     pub status_period: Duration,
-}
-
-impl fmt::Debug for MqttSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MqttSettings")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("protocol", &self.protocol)
-            .field("tls", &self.tls)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .finish_non_exhaustive()
-    }
 }
 
 /// The validated, typed configuration the agent runs with.
@@ -690,56 +515,6 @@ pub struct Settings {
     pub log_filter: String,
 }
 
-fn read_file(key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(path).map_err(|e| invalid(key, format!("{}: {e}", path.display())))
-}
-
-fn duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
-    parse_duration(text).map_err(|e| invalid(key, e))
-}
-
-/// `250ms`, `30s`, `5m`, `1h`, `1.5s`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("{text:?}: give a unit, e.g. 500ms, 30s, 5m, 1h"))?;
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{text:?}: not a duration (e.g. 500ms, 30s, 5m, 1h)"))?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        other => return Err(format!("{text:?}: unknown unit {other:?} (ms, s, m, h)")),
-    };
-    if !(secs.is_finite() && (0.0..1.0e9).contains(&secs)) {
-        return Err(format!("{text:?}: out of range"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// `64MiB`, `512KiB`, `1GiB`, `65536` (bytes); `MB`/`KB` are read as the binary units too.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{text:?}: not a size (e.g. 64MiB)"))?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" | "KB" | "K" => 1 << 10,
-        "MiB" | "MB" | "M" => 1 << 20,
-        "GiB" | "GB" | "G" => 1 << 30,
-        other => return Err(format!("{text:?}: unknown unit {other:?} (KiB, MiB, GiB)")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{text:?}: too large"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -762,7 +537,7 @@ mod tests {
     #[test]
     fn minimal_config_is_valid_and_uses_defaults() {
         let s = base().validate().expect("valid");
-        assert_eq!(s.mqtt.port, 1883);
+        assert_eq!(s.mqtt.broker.port, 1883);
         assert_eq!(s.spool_max_bytes, 64 << 20);
         assert_eq!(s.fsync, FsyncPolicy::Always);
         assert_eq!(s.spool_dir, PathBuf::from("/var/lib/telltale-agent/spool"));
@@ -837,18 +612,6 @@ mod tests {
         c.mqtt.cert_file = None;
         c.mqtt.key_file = None;
         c.validate().expect("the example validates");
-    }
-
-    #[test]
-    fn durations_and_sizes() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("-1s").is_err());
-        assert_eq!(parse_size("512KiB"), Ok(512 * 1024));
-        assert_eq!(parse_size("65536"), Ok(65536));
-        assert!(parse_size("99999999999999999GiB").is_err());
     }
 
     #[test]

@@ -119,17 +119,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log_filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    if settings.json_logs {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    telltale_service::process::init_logs(settings.json_logs, &settings.log_filter);
 
     // One thread: the agent's work is a few requests per second and a socket; a second worker
     // thread would only cost memory on a dongle. fsyncs run on the blocking pool.
@@ -144,7 +134,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(telltale_agent::run(settings, shutdown_signal()));
+    let result = runtime.block_on(telltale_agent::run(
+        settings,
+        telltale_service::process::shutdown_signal(),
+    ));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -152,21 +145,5 @@ fn main() -> ExitCode {
             eprintln!("telltale-agent: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Completes on SIGINT or SIGTERM (systemd's stop).
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
     }
 }

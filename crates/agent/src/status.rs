@@ -5,17 +5,16 @@
 //! - `GET /metrics`: the same numbers in the Prometheus text format;
 //! - `GET /healthz`: `ok`.
 //!
-//! It answers one small GET per connection (HTTP/1.0 style, `Connection: close`); that is all a
-//! scraper or `curl` needs, and it keeps a web framework out of a program that must fit a dongle.
+//! It answers one small GET per connection (`telltale_service::http`); that is all a scraper or
+//! `curl` needs, and it keeps a web framework out of a program that must fit a dongle.
 //! Bind it to localhost unless the network around the dongle is trusted.
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use telltale_service::http::{self, Reply};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -224,81 +223,17 @@ fn class_name(c: Class) -> &'static str {
     }
 }
 
-/// Serves until `shutdown`.
+/// Serves `/status`, `/metrics` and `/healthz` until `shutdown`.
 pub async fn serve(listener: TcpListener, board: Board, shutdown: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let board = board.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = answer(stream, &board).await {
-                            tracing::debug!(cause = %e, "status request failed");
-                        }
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(cause = %e, "status endpoint accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
-}
-
-async fn answer(mut stream: TcpStream, board: &Board) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 2048];
-    let mut len = 0;
-    let read = tokio::time::timeout(Duration::from_secs(5), async {
-        while len < buf.len() {
-            let n = stream.read(&mut buf[len..]).await?;
-            if n == 0 {
-                break;
-            }
-            len += n;
-            if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") || buf[..len].contains(&b'\n') {
-                break;
-            }
-        }
-        Ok::<_, std::io::Error>(())
-    })
-    .await;
-    if !matches!(read, Ok(Ok(()))) {
-        return Ok(());
-    }
-    let line = String::from_utf8_lossy(&buf[..len]);
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (code, ctype, body) = match (method, path) {
-        ("GET", "/status") => (
-            "200 OK",
-            "application/json",
+    let paths = &["/status", "/metrics", "/healthz"];
+    http::serve(listener, shutdown, paths, move |path| match path {
+        "/status" => Some(Reply::json(
             serde_json::to_string_pretty(&board.snapshot())
                 .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")),
-        ),
-        ("GET", "/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4",
-            metrics(&board.snapshot()),
-        ),
-        ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_owned()),
-        ("GET", _) => (
-            "404 Not Found",
-            "text/plain",
-            "try /status, /metrics or /healthz\n".to_owned(),
-        ),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain",
-            "GET only\n".to_owned(),
-        ),
-    };
-    let head = format!(
-        "HTTP/1.1 {code}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+        )),
+        "/metrics" => Some(Reply::prometheus(metrics(&board.snapshot()))),
+        "/healthz" => Some(Reply::text("ok\n")),
+        _ => None,
+    })
+    .await;
 }

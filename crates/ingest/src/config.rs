@@ -12,28 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-
-/// Why the configuration was refused. The message names the key.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("{key}: {message}")]
-    Invalid { key: String, message: String },
-}
-
-fn invalid(key: impl Into<String>, message: impl fmt::Display) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        message: message.to_string(),
-    }
-}
+pub use telltale_service::config::ConfigError;
+use telltale_service::config::{self as values, duration, invalid, redact_url};
+use telltale_service::mqtt::Broker;
 
 /// The configuration as written in the TOML file (and printed by `--print-config`). Every
 /// field has a default, so an empty file is an ingest for a local broker and a local SQLite.
@@ -308,19 +289,12 @@ impl Flags {
 impl FileConfig {
     /// Reads and parses a TOML file; unknown keys and wrong types are errors naming the key.
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        FileConfig::parse(&text).map_err(|message| ConfigError::Parse {
-            path: path.to_owned(),
-            message,
-        })
+        values::load_toml(path)
     }
 
     /// Parses TOML text; the error is toml's message (with line, column and key).
     pub fn parse(text: &str) -> Result<FileConfig, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+        values::parse_toml(text)
     }
 
     /// The effective configuration as TOML, secrets (MQTT password, a password in the
@@ -331,7 +305,7 @@ impl FileConfig {
             shown.mqtt.password = Some("<redacted>".into());
         }
         shown.database.url = redact_url(&shown.database.url);
-        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+        values::to_toml(&shown)
     }
 
     /// Checks every value and turns the text into typed settings.
@@ -357,12 +331,12 @@ impl FileConfig {
         if b.max_messages == 0 {
             return Err(invalid("batch.max_messages", "must be at least 1"));
         }
-        if b.max_messages > usize::from(mqtt.max_in_flight) {
+        if b.max_messages > usize::from(mqtt.broker.max_in_flight) {
             return Err(invalid(
                 "batch.max_messages",
                 format!(
                     "{} exceeds mqtt.max_in_flight ({}): a batch could never fill",
-                    b.max_messages, mqtt.max_in_flight
+                    b.max_messages, mqtt.broker.max_in_flight
                 ),
             ));
         }
@@ -370,8 +344,7 @@ impl FileConfig {
         if max_age < Duration::from_millis(1) {
             return Err(invalid("batch.max_age", "must be at least 1ms"));
         }
-        let max_payload = parse_size(&self.validate.max_payload)
-            .map_err(|e| invalid("validate.max_payload", e))?;
+        let max_payload = values::size("validate.max_payload", &self.validate.max_payload)?;
         if max_payload == 0 {
             return Err(invalid("validate.max_payload", "must be above 0"));
         }
@@ -382,18 +355,8 @@ impl FileConfig {
                 invalid("metrics.listen", format!("{:?}: {e}", self.metrics.listen))
             })?)
         };
-        let json_logs = match self.log.format.as_str() {
-            "text" => false,
-            "json" => true,
-            other => {
-                return Err(invalid(
-                    "log.format",
-                    format!("{other:?}: use \"text\" or \"json\""),
-                ));
-            }
-        };
-        tracing_subscriber::EnvFilter::try_new(&self.log.filter)
-            .map_err(|e| invalid("log.filter", e))?;
+        let json_logs = values::json_logs("log.format", &self.log.format)?;
+        values::log_filter("log.filter", &self.log.filter)?;
         Ok(Settings {
             mqtt,
             database_url: d.url.clone(),
@@ -421,38 +384,7 @@ impl FileConfig {
 
     fn validate_mqtt(&self) -> Result<MqttSettings, ConfigError> {
         let m = &self.mqtt;
-        let (tls, rest) = if let Some(rest) = m.url.strip_prefix("mqtts://") {
-            (true, rest)
-        } else if let Some(rest) = m.url.strip_prefix("mqtt://") {
-            (false, rest)
-        } else {
-            return Err(invalid(
-                "mqtt.url",
-                format!("{:?}: use mqtt://HOST:PORT or mqtts://HOST:PORT", m.url),
-            ));
-        };
-        let rest = rest.trim_end_matches('/');
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) => (
-                h,
-                p.parse::<u16>()
-                    .map_err(|_| invalid("mqtt.url", format!("bad port {p:?}")))?,
-            ),
-            None => (rest, if tls { 8883 } else { 1883 }),
-        };
-        if host.is_empty() {
-            return Err(invalid("mqtt.url", "no host"));
-        }
-        let protocol = match m.protocol.as_str() {
-            "3.1.1" | "4" | "v4" => Protocol::V311,
-            "5" | "5.0" | "v5" => Protocol::V5,
-            other => {
-                return Err(invalid(
-                    "mqtt.protocol",
-                    format!("{other:?}: use \"3.1.1\" or \"5\""),
-                ));
-            }
-        };
+        let broker = telltale_service::broker_fields!(m).validate()?;
         // The client id names the persistent session; the broker refuses some characters and
         // a `/` or wildcard would be a trap in ACLs.
         telltale_wire::topic::validate_device_id(&m.client_id).map_err(|_| {
@@ -476,144 +408,21 @@ impl FileConfig {
         } else {
             None
         };
-        let tls = if tls {
-            let Some(ca) = &m.ca_file else {
-                return Err(invalid("mqtt.ca_file", "required with mqtts://"));
-            };
-            let ca_pem = read_file("mqtt.ca_file", ca)?;
-            let client = match (&m.cert_file, &m.key_file) {
-                (Some(c), Some(k)) => Some((
-                    read_file("mqtt.cert_file", c)?,
-                    read_file("mqtt.key_file", k)?,
-                )),
-                (None, None) => None,
-                (Some(_), None) => {
-                    return Err(invalid("mqtt.key_file", "needed with mqtt.cert_file"));
-                }
-                (None, Some(_)) => {
-                    return Err(invalid("mqtt.cert_file", "needed with mqtt.key_file"));
-                }
-            };
-            Some(TlsFiles { ca_pem, client })
-        } else {
-            if m.cert_file.is_some() || m.key_file.is_some() || m.ca_file.is_some() {
-                return Err(invalid(
-                    "mqtt.url",
-                    "certificates are configured but the url is mqtt:// (use mqtts://)",
-                ));
-            }
-            None
-        };
-        let password = match (&m.password, &m.password_file) {
-            (Some(p), None) => Some(p.clone()),
-            (None, Some(f)) => {
-                let bytes = read_file("mqtt.password_file", f)?;
-                Some(
-                    String::from_utf8(bytes)
-                        .map_err(|_| invalid("mqtt.password_file", "not UTF-8"))?
-                        .trim_end_matches(['\r', '\n'])
-                        .to_owned(),
-                )
-            }
-            (None, None) => None,
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "mqtt.password",
-                    "set either password or password_file, not both",
-                ));
-            }
-        };
-        if password.is_some() && m.username.is_none() {
-            return Err(invalid("mqtt.username", "a password needs a username"));
-        }
-        if m.max_in_flight == 0 {
-            return Err(invalid("mqtt.max_in_flight", "must be at least 1"));
-        }
-        let keep_alive = duration("mqtt.keep_alive", &m.keep_alive)?;
-        if keep_alive < Duration::from_secs(1) {
-            return Err(invalid("mqtt.keep_alive", "must be at least 1s"));
-        }
         Ok(MqttSettings {
-            host: host.to_owned(),
-            port,
-            protocol,
+            broker,
             client_id: m.client_id.clone(),
             share_group,
-            tls,
-            username: m.username.clone(),
-            password,
-            keep_alive,
-            max_in_flight: m.max_in_flight,
         })
     }
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:<redacted>@host/db`.
-fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((auth, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match auth.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}"),
-        None => url.to_owned(),
-    }
-}
-
-/// Which MQTT protocol version to speak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Protocol {
-    V311,
-    V5,
-}
-
-/// PEM contents read at start, so a missing file is a start-up error, not a reconnect loop.
-#[derive(Clone)]
-pub struct TlsFiles {
-    pub ca_pem: Vec<u8>,
-    /// Client certificate chain and private key, for mutual TLS.
-    pub client: Option<(Vec<u8>, Vec<u8>)>,
-}
-
-impl fmt::Debug for TlsFiles {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TlsFiles")
-            .field("client_auth", &self.client.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-/// Validated MQTT settings.
-#[derive(Clone)]
+/// Validated MQTT settings: the broker connection and the ingest's session.
+#[derive(Debug, Clone)]
 pub struct MqttSettings {
-    pub host: String,
-    pub port: u16,
-    pub protocol: Protocol,
+    pub broker: Broker,
     pub client_id: String,
     /// `Some(group)`: shared subscriptions; `None`: plain ones.
     pub share_group: Option<String>,
-    pub tls: Option<TlsFiles>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub keep_alive: Duration,
-    pub max_in_flight: u16,
-}
-
-impl fmt::Debug for MqttSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MqttSettings")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("protocol", &self.protocol)
-            .field("client_id", &self.client_id)
-            .field("share_group", &self.share_group)
-            .field("tls", &self.tls)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .finish_non_exhaustive()
-    }
 }
 
 /// The validated, typed configuration the ingest runs with.
@@ -645,57 +454,6 @@ impl fmt::Debug for Settings {
     }
 }
 
-fn read_file(key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(path).map_err(|e| invalid(key, format!("{}: {e}", path.display())))
-}
-
-fn duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
-    parse_duration(text).map_err(|e| invalid(key, e))
-}
-
-/// `250ms`, `30s`, `5m`, `1h`, `30d`, `1.5s`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("{text:?}: give a unit, e.g. 200ms, 30s, 5m, 1h, 30d"))?;
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{text:?}: not a duration (e.g. 200ms, 30s, 5m, 1h, 30d)"))?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86_400.0,
-        other => return Err(format!("{text:?}: unknown unit {other:?} (ms, s, m, h, d)")),
-    };
-    if !(secs.is_finite() && (0.0..1.0e9).contains(&secs)) {
-        return Err(format!("{text:?}: out of range"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// `256KiB`, `1MiB`, `65536` (bytes); `KB`/`MB` are read as the binary units too.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{text:?}: not a size (e.g. 256KiB)"))?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" | "KB" | "K" => 1 << 10,
-        "MiB" | "MB" | "M" => 1 << 20,
-        "GiB" | "GB" | "G" => 1 << 30,
-        other => return Err(format!("{text:?}: unknown unit {other:?} (KiB, MiB, GiB)")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{text:?}: too large"))
-}
-
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -718,7 +476,7 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_shared() {
         let s = FileConfig::default().validate().expect("valid");
-        assert_eq!(s.mqtt.port, 1883);
+        assert_eq!(s.mqtt.broker.port, 1883);
         assert_eq!(s.mqtt.share_group.as_deref(), Some("ingest"));
         assert_eq!(s.batch_max_messages, 500);
         assert_eq!(s.batch_max_age, Duration::from_millis(200));
@@ -795,10 +553,13 @@ mod tests {
         .expect("flags parse");
         let c = cli.flags.apply(file);
         let s = c.validate().expect("valid");
-        assert_eq!((s.mqtt.host.as_str(), s.mqtt.port), ("flag", 2));
+        assert_eq!(
+            (s.mqtt.broker.host.as_str(), s.mqtt.broker.port),
+            ("flag", 2)
+        );
         assert_eq!(s.mqtt.client_id, "from-file");
         assert_eq!(s.mqtt.share_group, None);
-        assert_eq!(s.mqtt.protocol, Protocol::V5);
+        assert_eq!(s.mqtt.broker.protocol, telltale_service::mqtt::Protocol::V5);
         assert_eq!(s.batch_max_messages, 10);
         assert!(!s.migrate_on_start);
         let printed = c.to_toml_redacted();
@@ -815,15 +576,5 @@ mod tests {
     fn the_example_file_is_the_defaults() {
         let text = include_str!("../ingest.example.toml");
         assert_eq!(FileConfig::parse(text), Ok(FileConfig::default()));
-    }
-
-    #[test]
-    fn durations_and_sizes() {
-        assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
-        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("-1s").is_err());
-        assert_eq!(parse_size("256KiB"), Ok(256 * 1024));
-        assert!(parse_size("99999999999999999GiB").is_err());
     }
 }

@@ -1,87 +1,35 @@
 //! The metrics endpoint: `GET /metrics` (Prometheus text) and `GET /healthz` (`ok` while the
 //! process runs; the MQTT connection state is a metric, so a broker outage does not get a
-//! healthy ingest restarted by a liveness probe).
-//!
-//! One small GET per connection, `Connection: close`: all a scraper needs, without a web
-//! framework.
+//! healthy ingest restarted by a liveness probe). Served by `telltale_service::http`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use telltale_service::http::{self, Reply};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
 /// Serves until `shutdown`.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let metrics = metrics.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = answer(stream, &metrics).await {
-                            tracing::debug!(cause = %e, "metrics request failed");
-                        }
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(cause = %e, "metrics endpoint accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
-}
-
-async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
-    let mut buf = [0u8; 1024];
-    let mut len = 0;
-    let read = tokio::time::timeout(Duration::from_secs(5), async {
-        while len < buf.len() && !buf[..len].contains(&b'\n') {
-            let n = stream.read(&mut buf[len..]).await?;
-            if n == 0 {
-                break;
-            }
-            len += n;
-        }
-        Ok::<_, std::io::Error>(())
-    })
+    http::serve(
+        listener,
+        shutdown,
+        &["/metrics", "/healthz"],
+        move |path| match path {
+            "/metrics" => Some(Reply::prometheus(metrics.render())),
+            "/healthz" => Some(Reply::text("ok\n")),
+            _ => None,
+        },
+    )
     .await;
-    if !matches!(read, Ok(Ok(()))) {
-        return Ok(());
-    }
-    let line = String::from_utf8_lossy(&buf[..len]);
-    let mut words = line.split_whitespace();
-    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-    let (status, ctype, body) = match (method, path) {
-        ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
-        ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_owned()),
-        ("GET", _) => (
-            "404 Not Found",
-            "text/plain",
-            "try /metrics or /healthz\n".to_owned(),
-        ),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain",
-            "GET only\n".to_owned(),
-        ),
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
 }
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
     use super::*;
 
     async fn get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {

@@ -61,7 +61,7 @@ fn main() -> ExitCode {
         print!("{}", effective.to_toml_redacted());
         return ExitCode::SUCCESS;
     }
-    init_logs(&settings);
+    telltale_service::process::init_logs(settings.json_logs, &settings.log_filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -75,7 +75,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Some(Command::Migrate) => migrate(&settings).await,
-            None => telltale_ingest::run(settings, shutdown_signal())
+            None => telltale_ingest::run(settings, telltale_service::process::shutdown_signal())
                 .await
                 .context("telltale-ingest"),
         }
@@ -97,34 +97,4 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     store.migrate().await.context("migrating the store")?;
     tracing::info!("migrations applied");
     Ok(())
-}
-
-fn init_logs(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log_filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    if settings.json_logs {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
 }

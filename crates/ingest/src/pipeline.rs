@@ -37,8 +37,9 @@ use tokio_util::sync::CancellationToken;
 use crate::batcher::{self, Batcher, Item, Step};
 use crate::config::Settings;
 use crate::metrics::Metrics;
-use crate::mqtt::{self, AckToken, Connection, Event, Handle};
+use crate::mqtt;
 use crate::validate::{self, ClockCheck};
+use telltale_service::mqtt::{AckToken, Connection, Event, Handle};
 
 /// Messages waiting between the reader and the writer, beyond what the writer holds.
 const CHANNEL: usize = 64;
@@ -101,11 +102,16 @@ pub async fn run<S: Sink>(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    let max_held = usize::from(settings.mqtt.max_in_flight);
+    let max_held = usize::from(settings.mqtt.broker.max_in_flight);
+    // The acknowledgements wait in rumqttc's request queue until the reader polls the event
+    // loop, and the reader may be parked on a full channel while rumqttc still has a socket
+    // read's worth of deliveries queued (with MQTT 3.1.1 the broker's own in-flight limit, not
+    // ours, says how many). The queue must therefore hold an acknowledgement for every packet
+    // id that can be unacknowledged at once, or the writer would wait on the reader forever.
     let (handle, connection) = mqtt::client(
         &settings.mqtt,
         settings.limits.max_payload,
-        max_held + CHANNEL + 16,
+        usize::from(u16::MAX) + CHANNEL + 16,
     );
     let (tx, rx) = mpsc::channel(CHANNEL);
     let writer_done = CancellationToken::new();
@@ -177,7 +183,7 @@ async fn read(
                 metrics.mqtt_connected.store(1, Ordering::Relaxed);
                 metrics.mqtt_connects.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(session_present, "connected to the broker");
-                if let Err(e) = handle.subscribe_fleet(share_group.as_deref()) {
+                if let Err(e) = mqtt::subscribe_fleet(&handle, share_group.as_deref()) {
                     tracing::error!(cause = %e, "cannot subscribe");
                 }
             }
@@ -218,7 +224,7 @@ async fn read(
                 tracing::info!("disconnected from the broker");
                 return;
             }
-            Ok(Event::Other) => {}
+            Ok(Event::Published(_) | Event::PubAck { .. } | Event::Other) => {}
             Err(e) => {
                 metrics.mqtt_connected.store(0, Ordering::Relaxed);
                 if disconnect_at.is_some() {

@@ -160,7 +160,7 @@ async fn messages_published_while_the_ingest_is_down_wait_in_its_session() {
 async fn mqtt_5_works_too() {
     let broker = Broker::start();
     let mut s = settings(&broker.url(), "ingest-v5", true);
-    s.mqtt.protocol = telltale_ingest::config::Protocol::V5;
+    s.mqtt.broker.protocol = telltale_service::mqtt::Protocol::V5;
     let sink = MemorySink::default();
     let ingest = Running::start(&s, sink.clone());
     let car = publisher(broker.port, "car-v5");

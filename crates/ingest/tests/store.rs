@@ -66,7 +66,7 @@ async fn messages_become_rows_and_redeliveries_change_nothing()
     let speed = latest.iter().find(|v| v.signal == "Vehicle.Speed");
     assert_eq!(speed.map(|v| v.value), Some(88.0), "{latest:?}");
     assert!(
-        latest.iter().any(|v| v.signal == "Vendor.Never.Heard.Of"),
+        latest.iter().any(|v| v.signal == "Vendor.Never.Heard.Of1"),
         "unknown signals are kept: {latest:?}"
     );
     let history = store.dtc_history(VIN).await?;

@@ -711,6 +711,15 @@ fn apply_dtc_report(
                 .collect();
             stored.sort_unstable();
             stored.dedup();
+            // The MIL came on with codes confirmed in this very report: their leads say it
+            // already (the CRM sees the MIL in the DTC event), so a second lead would be noise.
+            let already = plan
+                .leads
+                .iter()
+                .any(|l| l.reason == "confirmed" && stored.contains(&l.code.as_str()));
+            if already {
+                return;
+            }
             let code = if stored.is_empty() {
                 MIL_CODE.to_owned()
             } else {
@@ -1057,7 +1066,7 @@ mod tests {
     }
 
     #[test]
-    fn mil_turning_on_raises_a_lead_naming_the_stored_codes() {
+    fn mil_turning_on_raises_a_lead_unless_new_confirmed_codes_did() {
         let plans = run(
             &[
                 report(1, false, vec![]),
@@ -1086,10 +1095,11 @@ mod tests {
             })
             .collect();
         assert!(mil[0].is_empty());
-        assert_eq!(
-            mil[1],
-            vec![("VIN1:MIL:1".to_owned(), "P0300,P0301".to_owned())]
+        assert!(
+            mil[1].is_empty(),
+            "the MIL came on with new confirmed codes: their leads say it"
         );
+        assert_eq!(plans[1].leads.len(), 2, "one lead per confirmed code");
         assert!(mil[2].is_empty(), "MIL staying on raises nothing");
         assert!(mil[3].is_empty());
         assert_eq!(mil[4], vec![("VIN1:MIL:2".to_owned(), "MIL".to_owned())]);

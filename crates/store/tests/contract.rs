@@ -384,7 +384,7 @@ async fn same_batch_twice(db: Db) {
     ];
     let first = db.ingest(&batch).await;
     assert_eq!((first.new_messages, first.duplicates), (3, 0));
-    assert_eq!((first.samples, first.dtc_events, first.leads), (3, 1, 2));
+    assert_eq!((first.samples, first.dtc_events, first.leads), (3, 1, 1));
     let tables = [
         "telemetry",
         "messages",
@@ -473,11 +473,12 @@ async fn dtc_lifecycle_and_leads(db: Db) {
 }
 
 async fn mil_on_raises_a_lead(db: Db) {
-    db.ingest(&[report(1, false, vec![])]).await;
+    db.ingest(&[report(1, false, vec![dtc("P0300", v1::DtcKind::Stored)])])
+        .await;
     let o = db
         .ingest(&[report(2, true, vec![dtc("P0300", v1::DtcKind::Stored)])])
         .await;
-    assert_eq!(o.leads, 2, "the confirmed code and the MIL");
+    assert_eq!(o.leads, 1, "the MIL came on for a code already known");
     let leads = due(&db, at(T0 + 86_400_000)).await;
     let mil: Vec<(String, String)> = leads
         .iter()

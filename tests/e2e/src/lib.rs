@@ -5,6 +5,9 @@
 //! test failure that says how to build it, never a skip.
 
 pub mod mqtt;
+pub mod pg;
+pub mod rig;
+pub mod uplink;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

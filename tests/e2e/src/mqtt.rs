@@ -264,10 +264,25 @@ impl Collector {
     }
 
     /// Publishes a message (QoS 1) with this subscriber's connection.
+    /// Queues a QoS 1 publish, waiting while the client's queue is full (up to 30 s).
     pub fn publish(&self, topic: &str, payload: Vec<u8>) {
-        self.client
-            .try_publish(topic, QoS::AtLeastOnce, false, payload)
-            .expect("queue a publish");
+        let start = Instant::now();
+        let mut payload = payload;
+        loop {
+            match self
+                .client
+                .try_publish(topic, QoS::AtLeastOnce, false, payload)
+            {
+                Ok(()) => return,
+                Err(rumqttc::ClientError::TryRequest(rumqttc::Request::Publish(p)))
+                    if start.elapsed() < Duration::from_secs(30) =>
+                {
+                    payload = p.payload.to_vec();
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => panic!("cannot queue a publish to {topic}: {e}"),
+            }
+        }
     }
 }
 

@@ -3,99 +3,13 @@
 //! Mosquitto broker, watched by a subscriber. Broker outages, `kill -9`, a full spool, TLS.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::path::Path;
 use std::time::Duration;
 
 use prost::Message;
 use telltale_e2e::mqtt::{Broker, Collector, Received};
-use telltale_e2e::{Running, free_port, wait_for};
+use telltale_e2e::rig::{AgentRig, simulator};
+use telltale_e2e::wait_for;
 use telltale_wire::v1;
-
-/// The simulator behind an SLCAN adapter on a pty.
-fn simulator(dir: &Path, scenario: &str, time_scale: &str) -> (Running, String) {
-    let link_path = dir.join("canable");
-    let path = link_path.to_str().expect("utf-8 path").to_owned();
-    let mut sim = Running::start(
-        "firmware-sim",
-        &[
-            "slcan",
-            "--pty-link",
-            &path,
-            "--scenario",
-            scenario,
-            "--time-scale",
-            time_scale,
-        ],
-    );
-    wait_for("the SLCAN pty", Duration::from_secs(20), || {
-        sim.assert_running();
-        link_path.exists()
-    });
-    (sim, format!("slcan:{path}"))
-}
-
-struct AgentRig {
-    device: String,
-    config: std::path::PathBuf,
-    status_port: u16,
-}
-
-impl AgentRig {
-    fn new(dir: &Path, device: &str, link: &str, mqtt_url: &str, extra: &str) -> AgentRig {
-        let status_port = free_port();
-        let state = dir.join(format!("state-{device}"));
-        let config = dir.join(format!("{device}.toml"));
-        let text = format!(
-            r#"
-device_id = "{device}"
-link = "{link}"
-state_dir = "{state}"
-[mqtt]
-url = "{mqtt_url}"
-reconnect_min = "100ms"
-reconnect_max = "500ms"
-status_period = "2s"
-[status]
-listen = "127.0.0.1:{status_port}"
-{extra}
-"#,
-            state = state.display()
-        );
-        std::fs::write(&config, text).expect("write the agent config");
-        AgentRig {
-            device: device.to_owned(),
-            config,
-            status_port,
-        }
-    }
-
-    fn start(&self) -> Running {
-        let cfg = self.config.to_str().expect("utf-8 path");
-        let agent = Running::start("telltale-agent", &["--config", cfg]);
-        wait_for(
-            "the agent's status endpoint",
-            Duration::from_secs(20),
-            || std::net::TcpStream::connect(("127.0.0.1", self.status_port)).is_ok(),
-        );
-        agent
-    }
-
-    /// GET /status as JSON.
-    fn status(&self) -> serde_json::Value {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.status_port))
-            .expect("connect to /status");
-        s.write_all(b"GET /status HTTP/1.0\r\n\r\n").expect("send");
-        let mut text = String::new();
-        s.read_to_string(&mut text).expect("read");
-        let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("bad /status ({e}): {text}"))
-    }
-
-    fn topic(&self, kind: &str) -> String {
-        format!("telltale/v1/{}/{kind}", self.device)
-    }
-}
 
 /// The header of any spooled uplink message.
 fn header(r: &Received) -> Option<v1::UplinkHeader> {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use prost::Message;
 use telltale_e2e::mqtt::{Broker, Collector};
+use telltale_e2e::rig::{simulator, status_of};
 use telltale_e2e::{Running, free_port, wait_for};
 use telltale_wire::v1;
 
@@ -50,16 +51,7 @@ fn mutual_tls_mqtt5_and_per_device_acl() {
 
     let sim_dir = dir.path().join("sim");
     std::fs::create_dir_all(&sim_dir).expect("mkdir");
-    let pty = sim_dir.join("canable");
-    let pty_s = pty.display().to_string();
-    let mut sim = Running::start(
-        "firmware-sim",
-        &["slcan", "--pty-link", &pty_s, "--scenario", "healthy"],
-    );
-    wait_for("the SLCAN pty", Duration::from_secs(20), || {
-        sim.assert_running();
-        pty.exists()
-    });
+    let (_sim, link) = simulator(&sim_dir, "healthy", "1");
     let status_port = free_port();
     let config = dir.path().join("agent.toml");
     std::fs::write(
@@ -67,7 +59,7 @@ fn mutual_tls_mqtt5_and_per_device_acl() {
         format!(
             r#"
 device_id = "car-tls"
-link = "slcan:{pty_s}"
+link = "{link}"
 state_dir = "{state}"
 [mqtt]
 url = "mqtts://127.0.0.1:{tls_port}"
@@ -184,16 +176,7 @@ fn username_and_password() {
 
     let sim_dir = dir.path().join("sim");
     std::fs::create_dir_all(&sim_dir).expect("mkdir");
-    let pty = sim_dir.join("canable");
-    let pty_s = pty.display().to_string();
-    let mut sim = Running::start(
-        "firmware-sim",
-        &["slcan", "--pty-link", &pty_s, "--scenario", "healthy"],
-    );
-    wait_for("the SLCAN pty", Duration::from_secs(20), || {
-        sim.assert_running();
-        pty.exists()
-    });
+    let (_sim, link) = simulator(&sim_dir, "healthy", "1");
     let pw_file = dir.path().join("agent-password");
     std::fs::write(&pw_file, "right-horse-battery\n").expect("write password file");
     let run = |name: &str, password_line: &str| {
@@ -202,7 +185,7 @@ fn username_and_password() {
         std::fs::write(
             &config,
             format!(
-                "device_id = \"car-pw\"\nlink = \"slcan:{pty_s}\"\nstate_dir = \"{}\"\n[mqtt]\n\
+                "device_id = \"car-pw\"\nlink = \"{link}\"\nstate_dir = \"{}\"\n[mqtt]\n\
                  url = \"mqtt://127.0.0.1:{plain}\"\nusername = \"car-pw\"\n{password_line}\n\
                  reconnect_min = \"100ms\"\n[status]\nlisten = \"127.0.0.1:{status_port}\"\n",
                 dir.path().join(format!("state-{name}")).display()
@@ -251,14 +234,4 @@ fn username_and_password() {
                 .map(|_| ())
         },
     );
-}
-
-fn status_of(port: u16) -> std::io::Result<serde_json::Value> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    s.write_all(b"GET /status HTTP/1.0\r\n\r\n")?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
-    serde_json::from_str(body).map_err(std::io::Error::other)
 }

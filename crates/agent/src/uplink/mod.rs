@@ -4,11 +4,10 @@
 //!   before anything is sent;
 //! - [`session`]: the MQTT connection (3.1.1 or 5, TLS with client certificates, credentials),
 //!   publishing from the spool with QoS 1 and removing records on PUBACK, the retained status
-//!   and its last will, and the command subscription;
-//! - `mqtt` (private): one face over rumqttc's two protocol versions.
+//!   and its last will, and the command subscription, over the MQTT face shared with the
+//!   cloud services (`telltale_service::mqtt`).
 
 mod message;
-mod mqtt;
 pub mod session;
 pub mod writer;
 

@@ -23,11 +23,18 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::mqtt::{Client, Event};
+use telltale_service::mqtt::{self, Event, Handle};
+
 use super::writer::{Stamp, lock};
 use crate::config::MqttSettings;
 use crate::spool::{RecordId, Spool};
 use crate::vehicle::VehicleState;
+
+/// The largest packet taken from the broker: commands are a few hundred bytes.
+const MAX_INCOMING: usize = 64 * 1024;
+/// The largest packet sent: well above any batch or report the agent makes (rumqttc's default,
+/// 10 KiB, is not).
+const MAX_OUTGOING: usize = 1024 * 1024;
 
 /// What the status endpoint shows about the connection.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -90,12 +97,20 @@ impl Session {
         let status_topic = topic::topic(&self.stamp.device_id, Kind::Status);
         let cmd_topic = topic::topic(&self.stamp.device_id, Kind::Cmd);
         let will = self.status(v1::Presence::Offline).encode_to_vec();
-        let window = usize::from(self.settings.max_in_flight);
-        let mut client = Client::new(
-            &self.settings,
-            &self.stamp.device_id,
-            (status_topic.clone(), will),
-            window * 2 + 16,
+        let window = usize::from(self.settings.broker.max_in_flight);
+        // A clean session: the spool, not the broker, is the durable state (module doc).
+        let (client, mut connection) = mqtt::client(
+            &self.settings.broker,
+            &mqtt::Session {
+                client_id: self.stamp.device_id.clone(),
+                clean: true,
+                expiry: None,
+                manual_acks: false,
+                will: Some((status_topic.clone(), will)),
+                requests: window * 2 + 16,
+                max_incoming: MAX_INCOMING,
+                max_outgoing: MAX_OUTGOING,
+            },
         );
 
         let mut connected = false;
@@ -130,12 +145,12 @@ impl Session {
                     }
                 }
                 _ = tokio::time::sleep_until(drain_deadline.unwrap_or_else(Instant::now)), if drain_deadline.is_some() => {}
-                ev = client.poll() => match ev {
-                    Ok(Event::Connected) => {
+                ev = connection.poll() => match ev {
+                    Ok(Event::Connected { .. }) => {
                         connected = true;
                         backoff = self.settings.reconnect_min;
                         self.state.send_modify(|s| { s.connected = true; s.connects += 1; s.last_error = None; });
-                        tracing::info!(host = %self.settings.host, port = self.settings.port, "connected to the broker");
+                        tracing::info!(host = %self.settings.broker.host, port = self.settings.broker.port, "connected to the broker");
                         if let Err(e) = client.subscribe(&cmd_topic) {
                             tracing::error!(cause = %e, "cannot subscribe to commands");
                         }
@@ -163,7 +178,7 @@ impl Session {
                         }
                         spool_empty = self.fill(&client, &mut queued, &in_flight, window);
                     }
-                    Ok(Event::Message { topic, payload }) => {
+                    Ok(Event::Message { topic, payload, .. }) => {
                         if topic == cmd_topic {
                             self.state.send_modify(|s| s.commands_received += 1);
                             if self.commands.try_send(payload.to_vec()).is_err() {
@@ -174,7 +189,7 @@ impl Session {
                     Ok(Event::SubscribeRefused(reason)) => {
                         tracing::error!(%reason, topic = %cmd_topic, "the broker refused the command subscription (check its ACL)");
                     }
-                    Ok(Event::Other) => {}
+                    Ok(Event::Disconnected | Event::Other) => {}
                     Err(e) => {
                         if connected {
                             tracing::warn!(cause = %e, in_flight = in_flight.len() + queued.len(), "connection to the broker lost; unacknowledged messages will be sent again");
@@ -229,7 +244,7 @@ impl Session {
             let _ = client.disconnect();
             // Let rumqttc write the status and the DISCONNECT.
             let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                while let Ok(ev) = client.poll().await {
+                while let Ok(ev) = connection.poll().await {
                     if let Event::PubAck { pkid, .. } = ev {
                         if let Some(Some(id)) = in_flight.remove(&pkid) {
                             let _ = lock(&self.spool).ack(id);
@@ -248,7 +263,7 @@ impl Session {
 
     fn publish_status(
         &self,
-        client: &Client,
+        client: &Handle,
         topic: &str,
         presence: v1::Presence,
         queued: &mut VecDeque<Option<RecordId>>,
@@ -262,7 +277,7 @@ impl Session {
     /// Queues records until the window is full; true when the spool has nothing unsent left.
     fn fill(
         &self,
-        client: &Client,
+        client: &Handle,
         queued: &mut VecDeque<Option<RecordId>>,
         in_flight: &HashMap<u16, Option<RecordId>>,
         window: usize,

@@ -1,22 +1,19 @@
 //! Helpers shared by the ingest's integration tests: settings for a test broker, message
 //! builders, and an in-memory sink that can be told to fail.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use prost::Message;
 use telltale_ingest::config::{FileConfig, Settings};
 use telltale_ingest::metrics::Metrics;
 use telltale_ingest::pipeline::{self, Sink};
 use telltale_store::{DeadLetter, Envelope, IngestOutcome, Uplink};
-use telltale_wire::v1;
 use tokio_util::sync::CancellationToken;
 
-pub const VIN: &str = "WVWZZZ1JZXW000001";
-pub const BOOT: [u8; 16] = [0xB0; 16];
+pub use telltale_e2e::uplink::{BOOT, VIN, dtc, info, status, telemetry};
 
 pub fn settings(broker_url: &str, client_id: &str, shared: bool) -> Settings {
     let mut c = FileConfig::default();
@@ -32,89 +29,6 @@ pub fn settings(broker_url: &str, client_id: &str, shared: bool) -> Settings {
         Ok(s) => s,
         Err(e) => panic!("test settings refused: {e}"),
     }
-}
-
-fn header(device: &str, seq: u64) -> Option<v1::UplinkHeader> {
-    Some(v1::UplinkHeader {
-        device_id: device.into(),
-        boot_id: BOOT.to_vec(),
-        seq,
-        created_unix_ms: chrono::Utc::now().timestamp_millis(),
-    })
-}
-
-pub fn telemetry(device: &str, seq: u64, speed: f64) -> Vec<u8> {
-    let now = chrono::Utc::now().timestamp_millis();
-    v1::TelemetryBatch {
-        header: header(device, seq),
-        vin: VIN.into(),
-        samples: vec![
-            v1::Sample {
-                signal: "Vehicle.Speed".into(),
-                value: speed,
-                device_unix_ms: now,
-                service: 1,
-                pid: 0x0D,
-                ecu_can_id: 0x7E8,
-                unit: "km/h".into(),
-                text: String::new(),
-            },
-            v1::Sample {
-                signal: "Vendor.Never.Heard.Of".into(),
-                value: 7.0,
-                device_unix_ms: now,
-                service: 1,
-                pid: 0xA6,
-                ecu_can_id: 0x7E8,
-                unit: "x".into(),
-                text: String::new(),
-            },
-        ],
-    }
-    .encode_to_vec()
-}
-
-pub fn dtc(device: &str, seq: u64, code: &str) -> Vec<u8> {
-    let d = v1::Dtc {
-        code: code.into(),
-        kind: v1::DtcKind::Stored as i32,
-        ..v1::Dtc::default()
-    };
-    v1::DtcReport {
-        header: header(device, seq),
-        vin: VIN.into(),
-        device_unix_ms: chrono::Utc::now().timestamp_millis(),
-        ecus: vec![v1::EcuDtcs {
-            ecu_can_id: 0x7E8,
-            mil_on: true,
-            current: vec![d.clone()],
-            appeared: vec![d],
-            ..v1::EcuDtcs::default()
-        }],
-        reason: v1::DtcReportReason::Changed as i32,
-        ..v1::DtcReport::default()
-    }
-    .encode_to_vec()
-}
-
-pub fn info(device: &str, seq: u64) -> Vec<u8> {
-    v1::VehicleInfo {
-        header: header(device, seq),
-        vin: VIN.into(),
-        link: "sim:test".into(),
-        agent_version: "test".into(),
-        ..v1::VehicleInfo::default()
-    }
-    .encode_to_vec()
-}
-
-pub fn status(device: &str) -> Vec<u8> {
-    v1::Status {
-        header: header(device, 0),
-        presence: v1::Presence::Online as i32,
-        ..v1::Status::default()
-    }
-    .encode_to_vec()
 }
 
 /// What the in-memory sink got, and how it should behave.

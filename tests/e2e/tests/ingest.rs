@@ -1,0 +1,447 @@
+//! `telltale-ingest` end to end: the real binary between a real Mosquitto and a real
+//! PostgreSQL (each test on a database of its own; the restart test on a private server).
+//! From the simulator and the agent to rows; the ingest killed mid-batch; the database crashed
+//! under load; bad messages; two instances on one shared subscription.
+//!
+//! "Every sample once" is checked on the rows: the `messages` table holds each (device, boot,
+//! seq) once by its key, and the telemetry table has no key, so a double write would show as
+//! a batch with too many samples.
+
+use std::time::Duration;
+
+use telltale_e2e::mqtt::{Broker, Collector};
+use telltale_e2e::pg::{Database, Server};
+use telltale_e2e::rig::{AgentRig, metric, simulator};
+use telltale_e2e::uplink::Car;
+use telltale_e2e::{Running, free_port, wait_for};
+use telltale_wire::topic::Kind;
+use telltale_wire::v1;
+
+/// Mosquitto's defaults (20 messages in flight, 1000 queued for an absent session) would
+/// throttle the ingest's batches and drop what arrives while it is away; deploy/ raises them
+/// the same way.
+const BROKER: &str = "max_inflight_messages 1000\nmax_queued_messages 1000000\n";
+
+struct Ingest {
+    process: Running,
+    metrics_port: u16,
+}
+
+impl Ingest {
+    /// Starts `telltale-ingest` on `db` and waits until its metrics endpoint answers.
+    fn start(broker: &Broker, db: &str, client_id: &str, extra: &[&str]) -> Ingest {
+        let metrics_port = free_port();
+        let listen = format!("127.0.0.1:{metrics_port}");
+        let url = broker.url();
+        let mut args = vec![
+            "--mqtt-url",
+            &url,
+            "--client-id",
+            client_id,
+            "--database-url",
+            db,
+            "--metrics-listen",
+            &listen,
+            "--batch-max-messages",
+            "200",
+            "--batch-max-age",
+            "50ms",
+            "--max-in-flight",
+            "400",
+        ];
+        args.extend_from_slice(extra);
+        let mut process = Running::start("telltale-ingest", &args);
+        wait_for(
+            "the ingest's metrics endpoint",
+            Duration::from_secs(30),
+            || {
+                process.assert_running();
+                std::net::TcpStream::connect(("127.0.0.1", metrics_port)).is_ok()
+            },
+        );
+        Ingest {
+            process,
+            metrics_port,
+        }
+    }
+
+    fn metric(&self, name: &str) -> f64 {
+        metric(self.metrics_port, name).unwrap_or_else(|e| {
+            panic!("ingest /metrics: {e}\n{}", self.process.log());
+        })
+    }
+}
+
+/// Publishes a status from `probe` until the ingest has stored it: from then on its
+/// subscriptions exist in the broker (and, being persistent, outlive a crash).
+fn until_subscribed(publisher: &Collector, db: &Database, probe: &str) {
+    let car = Car::new(probe, [0x99; 16], "PROBE000000000000");
+    let sql = format!("SELECT count(*) FROM devices WHERE device_id = '{probe}'");
+    let start = std::time::Instant::now();
+    while db.try_count(&sql).unwrap_or(0) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the ingest stored nothing within 30 s"
+        );
+        publisher.publish(
+            &car.topic(Kind::Status),
+            car.status(v1::Presence::Online, 0),
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until `db` has `want` rows by `sql`, saying how far it got.
+fn wait_count(db: &Database, sql: &str, want: i64, limit: Duration, ingest: &Ingest) {
+    let start = std::time::Instant::now();
+    loop {
+        let got = db.try_count(sql).unwrap_or(-1);
+        if got == want {
+            return;
+        }
+        assert!(got < want, "{sql}: {got} rows, more than the {want} sent");
+        assert!(
+            start.elapsed() < limit,
+            "{sql}: {got} of {want} rows after {limit:?}\n{}",
+            ingest.process.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Checks that every telemetry message of `devices` (seqs 1..=n, `samples` each) is stored
+/// exactly once.
+fn assert_each_sample_once(db: &Database, devices: &[&Car], n: u64, samples: i64) {
+    for car in devices {
+        let d = &car.device;
+        assert_eq!(
+            db.count(&format!(
+                "SELECT count(*) FROM messages WHERE device_id = '{d}' AND kind = 'telemetry'"
+            )),
+            n as i64,
+            "{d}: messages"
+        );
+        assert_eq!(
+            db.count(&format!(
+                "SELECT count(*) FROM telemetry WHERE device_id = '{d}'"
+            )),
+            n as i64 * samples,
+            "{d}: samples"
+        );
+        assert_eq!(
+            db.count(&format!(
+                "SELECT count(*) FROM (SELECT seq FROM telemetry WHERE device_id = '{d}' \
+                 GROUP BY boot_id, seq HAVING count(*) <> {samples}) odd"
+            )),
+            0,
+            "{d}: a message with a wrong number of samples"
+        );
+        assert_eq!(
+            db.count(&format!(
+                "SELECT count(*) FROM telemetry WHERE device_id = '{d}' AND seq BETWEEN 1 AND {n}"
+            )),
+            n as i64 * samples,
+            "{d}: seqs outside 1..={n}"
+        );
+        assert_eq!(
+            db.count(&format!(
+                "SELECT count(*) FROM gaps WHERE device_id = '{d}'"
+            )),
+            0,
+            "{d}: a gap recorded where nothing was missing"
+        );
+    }
+}
+
+#[test]
+fn agent_and_simulator_to_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Database::create();
+    let broker = Broker::start_with(BROKER);
+    let ingest = Ingest::start(&broker, &db.url, "ingest-e2e-agent", &[]);
+    let publisher = Collector::start(broker.port, "probe-agent", "test/nothing");
+    until_subscribed(&publisher, &db, "probe-agent");
+
+    // At 400x the catalyst scenario sets P0420 pending after ~0.7 s and stored after ~2 s.
+    let (_sim, link) = simulator(dir.path(), "catalyst", "400");
+    let rig = AgentRig::new(
+        dir.path(),
+        "car-rows",
+        &link,
+        &broker.url(),
+        "[obd]\nbatch_max_samples = 20\nbatch_max_age = \"1s\"\n[dtc]\nperiod = \"1s\"\n",
+    );
+    let mut agent = rig.start();
+
+    let vin = "JTDKARFU1H3541802";
+    wait_for(
+        "P0420 stored and active for the simulated vehicle",
+        Duration::from_secs(60),
+        || {
+            db.try_count(&format!(
+                "SELECT count(*) FROM dtc_state WHERE vin = '{vin}' AND code = 'P0420' \
+                 AND kind = 'stored' AND active"
+            ))
+            .unwrap_or(0)
+                == 1
+        },
+    );
+    assert_eq!(
+        db.rows(&format!(
+            "SELECT last_device_id FROM vehicles WHERE vin = '{vin}'"
+        )),
+        ["car-rows"],
+        "the vehicle, found by its VIN, read through the dongle"
+    );
+    assert_eq!(
+        db.rows("SELECT vin, online FROM devices WHERE device_id = 'car-rows'"),
+        [format!("{vin}|t")]
+    );
+    wait_for(
+        "speed and engine speed samples",
+        Duration::from_secs(30),
+        || {
+            db.count(&format!(
+                "SELECT count(DISTINCT signal) FROM telemetry WHERE vin = '{vin}' AND signal IN \
+             ('Vehicle.Speed', 'Vehicle.Powertrain.CombustionEngine.Speed')"
+            )) == 2
+        },
+    );
+    // The device's clock and the cloud's are both kept, and agree on this machine.
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM telemetry WHERE vin = '{vin}' AND \
+             abs(extract(epoch FROM received_at - device_time)) > 60"
+        )),
+        0
+    );
+    let stored_event = db.rows(&format!(
+        "SELECT change, mil_on, freeze_frame IS NOT NULL FROM dtc_events WHERE vin = '{vin}' \
+         AND code = 'P0420' AND kind = 'stored' ORDER BY id"
+    ));
+    assert_eq!(
+        stored_event.first().map(String::as_str),
+        Some("appeared|t|t"),
+        "P0420 appeared as stored with the MIL on and a freeze frame: {stored_event:?}"
+    );
+    assert!(
+        db.count(&format!(
+            "SELECT count(*) FROM dtc_events WHERE vin = '{vin}' AND code = 'P0420' \
+             AND kind = 'pending'"
+        )) >= 1,
+        "the pending stage is recorded too"
+    );
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM lead_outbox WHERE vin = '{vin}' AND code = 'P0420'"
+        )),
+        1,
+        "one lead waits in the outbox for the confirmed P0420"
+    );
+
+    // The agent dies: the broker publishes its will, and the fleet view says offline.
+    agent.kill9();
+    wait_for("the device marked offline", Duration::from_secs(30), || {
+        db.rows("SELECT online FROM devices WHERE device_id = 'car-rows'") == ["f"]
+    });
+    assert_eq!(ingest.metric("telltale_ingest_dead_letters_total"), 0.0);
+}
+
+#[test]
+fn ingest_killed_mid_batch_stores_every_sample_once() {
+    let db = Database::create();
+    let broker = Broker::start_with(BROKER);
+    let mut ingest = Ingest::start(&broker, &db.url, "ingest-e2e-kill", &[]);
+    let publisher = Collector::start(broker.port, "pub-kill", "test/nothing");
+    until_subscribed(&publisher, &db, "probe-kill");
+
+    const N: u64 = 3000;
+    const SAMPLES: usize = 5;
+    let cars: Vec<Car> = (0..3)
+        .map(|i| {
+            Car::new(
+                &format!("car-kill-{i}"),
+                [i as u8 + 1; 16],
+                "WVWZZZ1JZXW000001",
+            )
+        })
+        .collect();
+    for seq in 1..=N {
+        for car in &cars {
+            publisher.publish(
+                &car.topic(Kind::Telemetry),
+                car.telemetry(seq, seq as f64, SAMPLES),
+            );
+        }
+    }
+    let total = (N * cars.len() as u64) as i64;
+    let stored = "SELECT count(*) FROM messages WHERE kind = 'telemetry'";
+    wait_for(
+        "a quarter of the messages stored",
+        Duration::from_secs(60),
+        || db.try_count(stored).unwrap_or(0) >= total / 4,
+    );
+    ingest.process.kill9();
+    let at_kill = db.count(stored);
+    assert!(
+        at_kill < total,
+        "the kill came too late to test anything ({at_kill} of {total} already stored)"
+    );
+
+    // Same client id: the broker kept the session, with what was delivered but not
+    // acknowledged and what arrived meanwhile.
+    let ingest = Ingest::start(&broker, &db.url, "ingest-e2e-kill", &[]);
+    wait_count(&db, stored, total, Duration::from_secs(120), &ingest);
+    let refs: Vec<&Car> = cars.iter().collect();
+    assert_each_sample_once(&db, &refs, N, SAMPLES as i64);
+}
+
+#[test]
+fn database_crash_under_load_loses_nothing() {
+    let server = Server::start();
+    let db = Database::create_on(&server.admin_url());
+    let broker = Broker::start_with(BROKER);
+    let mut ingest = Ingest::start(&broker, &db.url, "ingest-e2e-pgcrash", &[]);
+    let publisher = Collector::start(broker.port, "pub-pgcrash", "test/nothing");
+    until_subscribed(&publisher, &db, "probe-pgcrash");
+
+    const N: u64 = 1500;
+    let car = Car::new("car-pgcrash", [7; 16], "WVWZZZ1JZXW000001");
+    let stored = "SELECT count(*) FROM messages WHERE kind = 'telemetry'";
+    // 500 messages a second; the database is down from a third of the way in to two thirds.
+    for seq in 1..=N {
+        publisher.publish(&car.topic(Kind::Telemetry), car.telemetry(seq, 1.0, 4));
+        if seq % 50 == 0 {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if seq == N / 3 {
+            server.crash();
+        }
+        if seq == 2 * N / 3 {
+            wait_for("the ingest to notice", Duration::from_secs(30), || {
+                ingest.metric("telltale_ingest_store_errors_total") >= 1.0
+            });
+            ingest.process.assert_running();
+            server.restart();
+        }
+    }
+    wait_count(&db, stored, N as i64, Duration::from_secs(120), &ingest);
+    ingest.process.assert_running();
+    assert_each_sample_once(&db, &[&car], N, 4);
+}
+
+#[test]
+fn bad_messages_become_dead_letters_and_the_rest_flows() {
+    let db = Database::create();
+    let broker = Broker::start_with(BROKER);
+    let ingest = Ingest::start(&broker, &db.url, "ingest-e2e-bad", &[]);
+    let publisher = Collector::start(broker.port, "pub-bad", "test/nothing");
+    until_subscribed(&publisher, &db, "probe-bad");
+
+    let a = Car::new("car-a", [0xA; 16], "WVWZZZ1JZXW000001");
+    let b = Car::new("car-b", [0xB; 16], "WVWZZZ1JZXW000002");
+    let good = a.telemetry(1, 42.0, 3);
+    publisher.publish(&a.topic(Kind::Telemetry), vec![0xFF, 0x01, 0x02, 0x03]);
+    publisher.publish(&a.topic(Kind::Dtc), vec![0x42; 300 * 1024]);
+    publisher.publish(&a.topic(Kind::Telemetry), b.telemetry(1, 1.0, 3));
+    publisher.publish(&a.topic(Kind::Telemetry), good.clone());
+    publisher.publish(&a.topic(Kind::Telemetry), good.clone());
+    wait_for("three dead letters", Duration::from_secs(30), || {
+        db.count("SELECT count(*) FROM dead_letters") == 3
+    });
+    wait_for("the good message", Duration::from_secs(30), || {
+        db.count("SELECT count(*) FROM telemetry WHERE device_id = 'car-a'") == 3
+    });
+    // Replayed after its commit, too.
+    publisher.publish(&a.topic(Kind::Telemetry), good);
+    publisher.publish(&a.topic(Kind::Telemetry), a.telemetry(2, 43.0, 3));
+    wait_for(
+        "the message after the replay",
+        Duration::from_secs(30),
+        || db.count("SELECT count(*) FROM messages WHERE device_id = 'car-a'") == 2,
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM telemetry WHERE device_id = 'car-a'"),
+        6,
+        "the replayed message was stored once"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM telemetry WHERE device_id = 'car-b'"),
+        0,
+        "a message on another device's topic is not stored as either"
+    );
+    let reasons = db.rows(
+        "SELECT topic || ' ' || octet_length(payload) || ' ' || reason FROM dead_letters \
+         ORDER BY id",
+    );
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons[0].starts_with("telltale/v1/car-a/telemetry 4 payload is not a valid telemetry"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].starts_with("telltale/v1/car-a/dtc 307200 payload of 307200 bytes exceeds"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[2].contains("does not match the topic's \"car-a\""),
+        "{reasons:?}"
+    );
+    assert_eq!(ingest.metric("telltale_ingest_dead_letters_total"), 3.0);
+}
+
+#[test]
+fn two_instances_split_a_shared_subscription() {
+    let db = Database::create();
+    let broker = Broker::start_with(BROKER);
+    let first = Ingest::start(&broker, &db.url, "ingest-e2e-share-1", &[]);
+    let second = Ingest::start(
+        &broker,
+        &db.url,
+        "ingest-e2e-share-2",
+        &["--migrate-on-start", "false"],
+    );
+    let publisher = Collector::start(broker.port, "pub-share", "test/nothing");
+    // Each instance stores a probe of its own only once both subscribed.
+    until_subscribed(&publisher, &db, "probe-share");
+    wait_for(
+        "the second instance subscribed",
+        Duration::from_secs(30),
+        || second.metric("telltale_ingest_mqtt_connected") == 1.0,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+
+    const N: u64 = 200;
+    let cars: Vec<Car> = (0..10)
+        .map(|i| {
+            Car::new(
+                &format!("car-share-{i}"),
+                [0x50 + i as u8; 16],
+                "WVWZZZ1JZXW000001",
+            )
+        })
+        .collect();
+    for seq in 1..=N {
+        for car in &cars {
+            publisher.publish(&car.topic(Kind::Telemetry), car.telemetry(seq, 1.0, 2));
+        }
+    }
+    let total = (N * cars.len() as u64) as i64;
+    wait_count(
+        &db,
+        "SELECT count(*) FROM messages WHERE kind = 'telemetry'",
+        total,
+        Duration::from_secs(60),
+        &first,
+    );
+    let refs: Vec<&Car> = cars.iter().collect();
+    assert_each_sample_once(&db, &refs, N, 2);
+    let (one, two) = (
+        first.metric("telltale_ingest_samples_total"),
+        second.metric("telltale_ingest_samples_total"),
+    );
+    assert!(
+        one > 0.0 && two > 0.0,
+        "both instances wrote a share: {one} and {two} rows"
+    );
+}
