@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let protos = [root.join("telltale/v1/vehicle.proto")];
+    let protos = [
+        root.join("telltale/v1/vehicle.proto"),
+        root.join("telltale/crm/v1/leads.proto"),
+    ];
     for p in &protos {
         println!("cargo:rerun-if-changed={}", p.display());
     }

@@ -24,6 +24,7 @@ pub struct FileConfig {
     pub mqtt: MqttSection,
     pub database: DatabaseSection,
     pub batch: BatchSection,
+    pub leads: LeadsSection,
     pub validate: ValidateSection,
     pub metrics: MetricsSection,
     pub log: LogSection,
@@ -88,6 +89,10 @@ pub struct DatabaseSection {
     /// Apply the migrations at start (safe from several instances at once).
     pub migrate_on_start: bool,
     pub max_connections: u32,
+    /// Telemetry older than this is dropped (whole daily partitions on PostgreSQL).
+    pub retention: String,
+    /// How often partitions are created ahead and expired ones dropped.
+    pub maintenance_interval: String,
 }
 
 impl Default for DatabaseSection {
@@ -96,6 +101,46 @@ impl Default for DatabaseSection {
             url: "sqlite://telltale.db".into(),
             migrate_on_start: true,
             max_connections: 8,
+            retention: "90d".into(),
+            maintenance_interval: "1h".into(),
+        }
+    }
+}
+
+/// Leads: which faults raise one, and the CRM they are sent to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LeadsSection {
+    /// The CRM's gRPC endpoint, `http://host:port` or `https://host:port`. Empty: leads wait in
+    /// the outbox table until one is configured.
+    pub crm_url: String,
+    /// CA certificate (PEM) the CRM's certificate must chain to, for `https://`.
+    pub ca_file: Option<PathBuf>,
+    /// The CRM integration token (sent as `authorization: Bearer`). Prefer `token_file` or the
+    /// `TELLTALE_INGEST_CRM_TOKEN` environment variable.
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    /// Raise leads for pending DTCs too (normally only confirmed ones and the MIL coming on).
+    pub for_pending: bool,
+    /// How long one CreateLead call may take.
+    pub timeout: String,
+    /// How often the outbox is checked when it was empty.
+    pub poll_interval: String,
+    /// Retries back off from 1s, doubling, up to this.
+    pub retry_max: String,
+}
+
+impl Default for LeadsSection {
+    fn default() -> Self {
+        LeadsSection {
+            crm_url: String::new(),
+            ca_file: None,
+            token: None,
+            token_file: None,
+            for_pending: false,
+            timeout: "10s".into(),
+            poll_interval: "1s".into(),
+            retry_max: "10m".into(),
         }
     }
 }
@@ -230,6 +275,17 @@ pub struct Flags {
     /// e.g. 200ms.
     #[arg(long, global = true, env = "TELLTALE_INGEST_BATCH_MAX_AGE")]
     pub batch_max_age: Option<String>,
+    /// The CRM's gRPC endpoint for leads (empty keeps them in the outbox).
+    #[arg(long, global = true, env = "TELLTALE_INGEST_CRM_URL")]
+    pub crm_url: Option<String>,
+    /// The CRM integration token; prefer the environment variable or leads.token_file.
+    #[arg(
+        long,
+        global = true,
+        env = "TELLTALE_INGEST_CRM_TOKEN",
+        hide_env_values = true
+    )]
+    pub crm_token: Option<String>,
     /// Metrics endpoint address (empty disables).
     #[arg(long, global = true, env = "TELLTALE_INGEST_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
@@ -253,6 +309,11 @@ impl Flags {
         set(&mut c.database.url, &self.database_url);
         set(&mut c.batch.max_age, &self.batch_max_age);
         set(&mut c.metrics.listen, &self.metrics_listen);
+        set(&mut c.leads.crm_url, &self.crm_url);
+        if self.crm_token.is_some() {
+            c.leads.token.clone_from(&self.crm_token);
+            c.leads.token_file = None;
+        }
         set(&mut c.log.format, &self.log_format);
         if self.no_shared {
             c.mqtt.shared = false;
@@ -304,6 +365,9 @@ impl FileConfig {
         if shown.mqtt.password.is_some() {
             shown.mqtt.password = Some("<redacted>".into());
         }
+        if shown.leads.token.is_some() {
+            shown.leads.token = Some("<redacted>".into());
+        }
         shown.database.url = redact_url(&shown.database.url);
         values::to_toml(&shown)
     }
@@ -327,6 +391,20 @@ impl FileConfig {
         if d.max_connections == 0 {
             return Err(invalid("database.max_connections", "must be at least 1"));
         }
+        let retention = duration("database.retention", &d.retention)?;
+        let retention_days = u32::try_from(retention.as_secs() / 86_400).unwrap_or(u32::MAX);
+        if retention_days == 0 {
+            return Err(invalid("database.retention", "must be at least 1d"));
+        }
+        let maintenance_interval =
+            duration("database.maintenance_interval", &d.maintenance_interval)?;
+        if maintenance_interval < Duration::from_secs(1) {
+            return Err(invalid(
+                "database.maintenance_interval",
+                "must be at least 1s",
+            ));
+        }
+        let leads = self.validate_leads()?;
         let b = &self.batch;
         if b.max_messages == 0 {
             return Err(invalid("batch.max_messages", "must be at least 1"));
@@ -361,7 +439,13 @@ impl FileConfig {
             mqtt,
             database_url: d.url.clone(),
             migrate_on_start: d.migrate_on_start,
-            max_connections: d.max_connections,
+            store: telltale_store::StoreOptions {
+                max_connections: d.max_connections,
+                retention_days,
+                leads_for_pending: self.leads.for_pending,
+            },
+            maintenance_interval,
+            crm: leads,
             batch_max_messages: b.max_messages,
             batch_max_age: max_age,
             shutdown_grace: duration("batch.shutdown_grace", &b.shutdown_grace)?,
@@ -380,6 +464,78 @@ impl FileConfig {
             json_logs,
             log_filter: self.log.filter.clone(),
         })
+    }
+
+    fn validate_leads(&self) -> Result<Option<CrmSettings>, ConfigError> {
+        let l = &self.leads;
+        let timeout = duration("leads.timeout", &l.timeout)?;
+        let poll_interval = duration("leads.poll_interval", &l.poll_interval)?;
+        let retry_max = duration("leads.retry_max", &l.retry_max)?;
+        if timeout < Duration::from_millis(100) {
+            return Err(invalid("leads.timeout", "must be at least 100ms"));
+        }
+        if poll_interval < Duration::from_millis(10) {
+            return Err(invalid("leads.poll_interval", "must be at least 10ms"));
+        }
+        if retry_max < Duration::from_secs(1) {
+            return Err(invalid("leads.retry_max", "must be at least 1s"));
+        }
+        if l.crm_url.is_empty() {
+            if l.ca_file.is_some() || l.token.is_some() || l.token_file.is_some() {
+                return Err(invalid(
+                    "leads.crm_url",
+                    "a CRM token or CA is configured but no crm_url",
+                ));
+            }
+            return Ok(None);
+        }
+        let tls = if l.crm_url.starts_with("https://") {
+            true
+        } else if l.crm_url.starts_with("http://") {
+            false
+        } else {
+            return Err(invalid(
+                "leads.crm_url",
+                format!("{:?}: use http://HOST:PORT or https://HOST:PORT", l.crm_url),
+            ));
+        };
+        let ca_pem = match (&l.ca_file, tls) {
+            (Some(f), true) => Some(values::read_file("leads.ca_file", f)?),
+            (Some(_), false) => {
+                return Err(invalid(
+                    "leads.crm_url",
+                    "a CA is configured but the url is http:// (use https://)",
+                ));
+            }
+            (None, _) => None,
+        };
+        let token = match (&l.token, &l.token_file) {
+            (Some(t), None) => Some(t.clone()),
+            (None, Some(f)) => Some(values::read_secret("leads.token_file", f)?),
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "leads.token",
+                    "set either token or token_file, not both",
+                ));
+            }
+        };
+        if let Some(t) = &token
+            && (t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(invalid(
+                "leads.token",
+                "must be non-empty printable ASCII without spaces",
+            ));
+        }
+        Ok(Some(CrmSettings {
+            url: l.crm_url.clone(),
+            ca_pem,
+            token,
+            timeout,
+            poll_interval,
+            retry_max,
+        }))
     }
 
     fn validate_mqtt(&self) -> Result<MqttSettings, ConfigError> {
@@ -425,13 +581,41 @@ pub struct MqttSettings {
     pub share_group: Option<String>,
 }
 
+/// The CRM client: where and how the lead sender calls `CreateLead`.
+#[derive(Clone)]
+pub struct CrmSettings {
+    pub url: String,
+    /// For `https://`: the CA the CRM's certificate chains to (else the system's roots are not
+    /// consulted: the CRM is ours, so its CA is known).
+    pub ca_pem: Option<Vec<u8>>,
+    pub token: Option<String>,
+    pub timeout: Duration,
+    pub poll_interval: Duration,
+    pub retry_max: Duration,
+}
+
+impl fmt::Debug for CrmSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CrmSettings")
+            .field("url", &self.url)
+            .field("tls_ca", &self.ca_pem.is_some())
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The validated, typed configuration the ingest runs with.
 #[derive(Clone)]
 pub struct Settings {
     pub mqtt: MqttSettings,
     pub database_url: String,
     pub migrate_on_start: bool,
-    pub max_connections: u32,
+    /// Connections, retention and lead rules for the store.
+    pub store: telltale_store::StoreOptions,
+    pub maintenance_interval: Duration,
+    /// Where leads go; `None` keeps them in the outbox.
+    pub crm: Option<CrmSettings>,
     pub batch_max_messages: usize,
     pub batch_max_age: Duration,
     pub shutdown_grace: Duration,
@@ -449,6 +633,7 @@ impl fmt::Debug for Settings {
             .field("batch_max_messages", &self.batch_max_messages)
             .field("batch_max_age", &self.batch_max_age)
             .field("limits", &self.limits)
+            .field("crm", &self.crm)
             .field("metrics_listen", &self.metrics_listen)
             .finish_non_exhaustive()
     }
@@ -518,6 +703,24 @@ mod tests {
             ),
             (|c| c.metrics.listen = "localhost".into(), "metrics.listen:"),
             (|c| c.log.format = "xml".into(), "log.format:"),
+            (|c| c.database.retention = "2h".into(), "database.retention:"),
+            (|c| c.leads.crm_url = "grpc://crm".into(), "leads.crm_url:"),
+            (|c| c.leads.token = Some("t".into()), "leads.crm_url:"),
+            (
+                |c| {
+                    c.leads.crm_url = "http://crm:50051".into();
+                    c.leads.token = Some("has space".into());
+                },
+                "leads.token:",
+            ),
+            (
+                |c| {
+                    c.leads.crm_url = "http://crm:50051".into();
+                    c.leads.ca_file = Some("/etc/ca.pem".into());
+                },
+                "leads.crm_url:",
+            ),
+            (|c| c.leads.retry_max = "10ms".into(), "leads.retry_max:"),
         ];
         for (edit, key) in cases {
             let mut c = FileConfig::default();

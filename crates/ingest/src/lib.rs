@@ -6,18 +6,19 @@
 //! the broker only after the batch holding it is committed. A crash at any point loses
 //! nothing; a redelivery changes nothing (the store is idempotent on the message header).
 //!
-//! What it does not do (yet): send the leads the store writes to its outbox to the CRM. That
-//! sender needs the CRM's gRPC service, which does not exist yet; the outbox keeps the leads
-//! until it does.
+//! Beside the pipeline: the lead sender ([`leads`]) delivers the leads the store writes to its
+//! outbox to the CRM over gRPC, and a maintenance task creates time partitions ahead and drops
+//! expired ones.
 //!
 //! Modules: [`config`] (flags, environment, TOML), [`validate`] (bytes to envelopes or dead
 //! letters, pure), [`batcher`] (the batch and acknowledgement state machine, pure), [`mqtt`]
-//! (rumqttc 3.1.1/5 behind one face), [`pipeline`] (the tasks), [`metrics`] and [`http`] (the
-//! Prometheus endpoint).
+//! (the session and subscriptions), [`pipeline`] (the tasks), [`leads`] (outbox to CRM),
+//! [`metrics`] and [`http`] (the Prometheus endpoint).
 
 pub mod batcher;
 pub mod config;
 pub mod http;
+pub mod leads;
 pub mod metrics;
 pub mod mqtt;
 pub mod pipeline;
@@ -26,7 +27,7 @@ pub mod validate;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use telltale_store::{Store, StoreError, StoreOptions};
+use telltale_store::{Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
@@ -50,11 +51,7 @@ pub enum StartError {
 
 /// Opens the store named in the settings (does not migrate).
 pub async fn open_store(settings: &Settings) -> Result<Store, StartError> {
-    let options = StoreOptions {
-        max_connections: settings.max_connections,
-        ..StoreOptions::default()
-    };
-    Store::connect(&settings.database_url, options)
+    Store::connect(&settings.database_url, settings.store.clone())
         .await
         .map_err(StartError::Connect)
 }
@@ -85,6 +82,24 @@ pub async fn run(
         }
         None => None,
     };
+    let maintenance = tokio::spawn(maintain(
+        store.clone(),
+        settings.maintenance_interval,
+        metrics.clone(),
+        stop.clone(),
+    ));
+    let sender = match &settings.crm {
+        Some(crm) => Some(tokio::spawn(leads::run(
+            store.clone(),
+            crm.clone(),
+            metrics.clone(),
+            stop.clone(),
+        ))),
+        None => {
+            tracing::info!("no leads.crm_url: leads are kept in the outbox table");
+            None
+        }
+    };
     let pipeline_stop = CancellationToken::new();
     let pipeline = pipeline::run(&settings, store, metrics, pipeline_stop.clone());
     tokio::pin!(pipeline);
@@ -101,5 +116,32 @@ pub async fn run(
     if let Some(s) = server {
         let _ = s.await;
     }
+    if let Some(s) = sender {
+        let _ = s.await;
+    }
+    let _ = maintenance.await;
     Ok(())
+}
+
+/// Runs the store's maintenance (partitions ahead, retention) now and every `every`.
+async fn maintain(
+    store: Store,
+    every: std::time::Duration,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        if let Err(e) = store.maintain(chrono::Utc::now()).await {
+            metrics
+                .maintenance_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(cause = %e, "store maintenance failed; retried at the next interval");
+        }
+    }
 }

@@ -32,6 +32,10 @@ pub struct Metrics {
     pub in_flight: AtomicU64,
     pub mqtt_connected: AtomicU64,
     pub mqtt_connects: AtomicU64,
+    /// Leads the CRM accepted, and `CreateLead` calls that failed (each retried later).
+    pub leads_sent: AtomicU64,
+    pub lead_send_failures: AtomicU64,
+    pub maintenance_errors: AtomicU64,
     /// Milliseconds from the oldest message's arrival to the commit, for the last batch.
     pub last_commit_lag_ms: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
@@ -188,6 +192,24 @@ impl Metrics {
             "Successful connections to the broker.",
             "counter",
             &one(g(&self.mqtt_connects)),
+        );
+        put(
+            "leads_sent_total",
+            "Leads delivered to the CRM from the outbox.",
+            "counter",
+            &one(g(&self.leads_sent)),
+        );
+        put(
+            "lead_send_failures_total",
+            "CreateLead calls that failed; the lead stays in the outbox and is retried.",
+            "counter",
+            &one(g(&self.lead_send_failures)),
+        );
+        put(
+            "maintenance_errors_total",
+            "Failed partition and retention maintenance runs.",
+            "counter",
+            &one(g(&self.maintenance_errors)),
         );
         put(
             "commit_lag_seconds",

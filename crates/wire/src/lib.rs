@@ -1,8 +1,9 @@
 //! # telltale-wire: what crosses the network
 //!
-//! The protobuf messages a vehicle and the cloud exchange over MQTT (generated from
-//! `proto/telltale/v1/*.proto` at build time, with a vendored `protoc`), and the MQTT topic
-//! scheme in [`topic`]. Every crate that puts bytes on the wire gets its types from here, so the
+//! The protobuf messages a vehicle and the cloud exchange over MQTT ([`v1`], from
+//! `proto/telltale/v1/*.proto`), the CRM's gRPC API ([`crm::v1`], from
+//! `proto/telltale/crm/v1/*.proto`; both generated at build time with a vendored `protoc`), the
+//! MQTT topic scheme in [`topic`] and command signing in [`signing`]. Every crate that puts bytes on the wire gets its types from here, so the
 //! contract lives in one place. No I/O.
 
 pub mod signing;
@@ -12,6 +13,16 @@ pub mod topic;
 pub mod v1 {
     #![allow(clippy::all, missing_debug_implementations, unreachable_pub)]
     include!(concat!(env!("OUT_DIR"), "/telltale.v1.rs"));
+}
+
+/// The CRM's gRPC API.
+pub mod crm {
+    /// Messages and services of `proto/telltale/crm/v1`: `LeadService` (its client in
+    /// `lead_service_client`, its server trait in `lead_service_server`).
+    pub mod v1 {
+        #![allow(clippy::all, missing_debug_implementations, unreachable_pub)]
+        include!(concat!(env!("OUT_DIR"), "/telltale.crm.v1.rs"));
+    }
 }
 
 #[cfg(test)]
