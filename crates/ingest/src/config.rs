@@ -443,6 +443,7 @@ impl FileConfig {
                 max_connections: d.max_connections,
                 retention_days,
                 leads_for_pending: self.leads.for_pending,
+                ..telltale_store::StoreOptions::default()
             },
             maintenance_interval,
             crm: leads,
@@ -703,7 +704,10 @@ mod tests {
             ),
             (|c| c.metrics.listen = "localhost".into(), "metrics.listen:"),
             (|c| c.log.format = "xml".into(), "log.format:"),
-            (|c| c.database.retention = "2h".into(), "database.retention:"),
+            (
+                |c| c.database.retention = "2h".into(),
+                "database.retention:",
+            ),
             (|c| c.leads.crm_url = "grpc://crm".into(), "leads.crm_url:"),
             (|c| c.leads.token = Some("t".into()), "leads.crm_url:"),
             (

@@ -87,6 +87,9 @@ pub struct DeadLetter {
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub max_connections: u32,
+    /// How long a write waits for a connection before it fails (and the caller retries): short,
+    /// so a database outage shows in the logs and metrics at once.
+    pub acquire_timeout: Duration,
     /// Telemetry older than this is dropped by [`Store::maintain`].
     pub retention_days: u32,
     /// Raise leads for pending DTCs too (normally only confirmed ones and MIL on).
@@ -97,6 +100,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
             retention_days: 90,
             leads_for_pending: false,
         }
@@ -215,6 +219,7 @@ impl Store {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections)
+                .acquire_timeout(options.acquire_timeout)
                 .connect(url)
                 .await?;
             return Ok(Store::Postgres(pool, options));
@@ -236,7 +241,9 @@ impl Store {
                 .idle_timeout(None)
                 .max_lifetime(None)
         } else {
-            SqlitePoolOptions::new().max_connections(options.max_connections)
+            SqlitePoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(options.acquire_timeout)
         }
         .connect_with(connect)
         .await?;
