@@ -247,6 +247,36 @@ pub(crate) fn account_seq(state: &mut BootState, seq: i64, now: DateTime<Utc>) -
     false
 }
 
+/// A status whose agent had nothing left in its spool claims that every message of its boot
+/// up to `last_seq` was acknowledged by the broker (or dropped by the spool for space): the boot
+/// and that seq, or `None` for any other status.
+pub(crate) fn drained_claim(envelope: &Envelope) -> Option<(BootKey, i64)> {
+    let Uplink::Status(status) = &envelope.message else {
+        return None;
+    };
+    let h = status.header.as_ref()?;
+    let last = i64::try_from(status.last_seq).ok()?;
+    (status.spool_messages == 0 && last > 0 && !h.boot_id.is_empty())
+        .then(|| ((envelope.device_id.clone(), h.boot_id.clone()), last))
+}
+
+/// Accounts for a drained status's `last_seq`: seqs above the highest stored, up to it, are
+/// owed and recorded as a gap (the boot's tail, which no later message would reveal when the
+/// dongle died or its spool was lost). Messages still on their way fill it like any gap.
+/// Returns whether a gap was recorded.
+pub(crate) fn account_claim(state: &mut BootState, last_seq: i64, now: DateTime<Utc>) -> bool {
+    if last_seq <= state.max_seq {
+        return false;
+    }
+    state.gaps.push(GapSpan {
+        first: state.max_seq + 1,
+        last: last_seq,
+        detected_at: now,
+    });
+    state.max_seq = last_seq;
+    true
+}
+
 /// How a device row changes.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct DeviceUpdate {
@@ -307,7 +337,10 @@ pub(crate) struct Plan {
 }
 
 /// The VINs whose DTC state and the boots whose seq state a batch needs.
-pub(crate) fn wanted(fresh: &[(&Envelope, KeyRow)]) -> (Vec<String>, Vec<BootKey>) {
+pub(crate) fn wanted(
+    fresh: &[(&Envelope, KeyRow)],
+    statuses: &[&Envelope],
+) -> (Vec<String>, Vec<BootKey>) {
     let mut vins = HashSet::new();
     let mut boots = HashSet::new();
     for (envelope, row) in fresh {
@@ -316,6 +349,11 @@ pub(crate) fn wanted(fresh: &[(&Envelope, KeyRow)]) -> (Vec<String>, Vec<BootKey
         }
         boots.insert((row.key.device_id.clone(), row.key.boot_id.clone()));
     }
+    boots.extend(
+        statuses
+            .iter()
+            .filter_map(|e| drained_claim(e).map(|(k, _)| k)),
+    );
     let mut vins: Vec<String> = vins.into_iter().collect();
     vins.sort();
     let mut boots: Vec<BootKey> = boots.into_iter().collect();
@@ -517,6 +555,13 @@ pub(crate) fn plan(
         }
         if !status.agent_version.is_empty() {
             d.agent_version = Some(status.agent_version.clone());
+        }
+        if let Some((boot_key, last)) = drained_claim(envelope) {
+            let boot = loaded.boots.entry(boot_key.clone()).or_default();
+            if account_claim(boot, last, envelope.received_at) {
+                plan.new_gaps += 1;
+                changed_boots.insert(boot_key);
+            }
         }
     }
 
@@ -965,6 +1010,51 @@ mod tests {
         // A repeat below max outside any gap changes nothing.
         assert!(!account_seq(&mut b, 4, now));
         assert!(b.gaps.is_empty());
+    }
+
+    #[test]
+    fn a_drained_status_claims_the_boots_tail() {
+        let now = t(0);
+        let mut b = BootState::default();
+        account_seq(&mut b, 1, now);
+        account_seq(&mut b, 2, now);
+        assert!(!account_claim(&mut b, 2, now), "nothing owed");
+        assert!(account_claim(&mut b, 5, now));
+        assert_eq!((b.gaps[0].first, b.gaps[0].last, b.max_seq), (3, 5, 5));
+        // The owed messages were only late: they fill the gap.
+        for seq in 3..=5 {
+            assert!(!account_seq(&mut b, seq, now));
+        }
+        assert!(b.gaps.is_empty());
+        assert!(
+            !account_claim(&mut b, 4, now),
+            "an older claim changes nothing"
+        );
+    }
+
+    #[test]
+    fn only_a_status_with_an_empty_spool_claims() {
+        let status = |spool_messages: u64, last_seq: u64| Envelope {
+            device_id: "d1".into(),
+            received_at: t(0),
+            message: Uplink::Status(v1::Status {
+                header: Some(v1::UplinkHeader {
+                    device_id: "d1".into(),
+                    boot_id: vec![1; 16],
+                    seq: 0,
+                    created_unix_ms: 0,
+                }),
+                spool_messages,
+                last_seq,
+                ..v1::Status::default()
+            }),
+        };
+        assert_eq!(
+            drained_claim(&status(0, 7)),
+            Some((("d1".to_owned(), vec![1; 16]), 7))
+        );
+        assert_eq!(drained_claim(&status(3, 7)), None, "messages still spooled");
+        assert_eq!(drained_claim(&status(0, 0)), None, "nothing stamped yet");
     }
 
     #[test]

@@ -158,7 +158,7 @@ pub(crate) async fn ingest(
         .into_iter()
         .filter(|(_, row)| stored.contains(&row.key))
         .collect();
-    let (vins, boots) = model::wanted(&fresh);
+    let (vins, boots) = model::wanted(&fresh, &split.statuses);
     lock(&mut tx, &vins, &boots).await?;
     let loaded = load(&mut tx, &vins, &boots).await?;
     let plan = model::plan(&fresh, &split.statuses, loaded, options);

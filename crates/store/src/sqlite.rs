@@ -59,7 +59,7 @@ pub(crate) async fn ingest(
         .into_iter()
         .filter(|(_, row)| stored.contains(&row.key))
         .collect();
-    let (vins, boots) = model::wanted(&fresh);
+    let (vins, boots) = model::wanted(&fresh, &split.statuses);
     let loaded = load(&mut tx, &vins, &boots).await?;
     let plan = model::plan(&fresh, &split.statuses, loaded, options);
     let leads = write(&mut tx, &plan).await?;

@@ -553,6 +553,43 @@ async fn gaps_recorded_filled_and_split(db: Db) {
     );
 }
 
+async fn a_drained_status_reveals_the_boots_tail(db: Db) {
+    let m = |seq: u64| tele(7, seq, &[("Vehicle.Speed", seq as f64, T0 + seq as i64)]);
+    db.ingest(&[m(1), m(2)]).await;
+    // The agent says it numbered up to 5 and its spool is empty: 3..=5 are owed.
+    let drained = |spool_messages: u64| Envelope {
+        device_id: DEV.into(),
+        received_at: at(T0 + 10_000),
+        message: Uplink::Status(v1::Status {
+            header: header(7, 0, T0 + 10_000),
+            presence: v1::Presence::Offline as i32,
+            last_seq: 5,
+            spool_messages,
+            ..Default::default()
+        }),
+    };
+    let o = db.ingest(&[drained(2)]).await;
+    assert_eq!(o.gaps, 0, "messages still in the spool are not missing");
+    let o = db.ingest(&[drained(0)]).await;
+    assert_eq!(o.gaps, 1);
+    let spans = || async {
+        let Ok(gaps) = db.store.gaps(DEV).await else {
+            panic!("gaps failed");
+        };
+        gaps.iter()
+            .map(|g| (g.first_missing, g.last_missing))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(spans().await, vec![(3, 5)]);
+    // They were late, not lost.
+    db.ingest(&[m(4)]).await;
+    assert_eq!(spans().await, vec![(3, 3), (5, 5)]);
+    db.ingest(&[m(3), m(5)]).await;
+    assert!(spans().await.is_empty());
+    let o = db.ingest(&[drained(0)]).await;
+    assert_eq!(o.gaps, 0, "claimed again, nothing owed");
+}
+
 async fn status_sets_presence(db: Db) {
     db.ingest(&[status(v1::Presence::Online, T0)]).await;
     let Ok(Some(d)) = db.store.device(DEV).await else {
@@ -938,6 +975,14 @@ async fn pg_pending_with_lead_when_configured() {
 #[tokio::test]
 async fn sqlite_pending_with_lead_when_configured() {
     run(Lite, pending_leads(), pending_with_lead_when_configured).await
+}
+#[tokio::test]
+async fn pg_a_drained_status_reveals_the_boots_tail() {
+    run(Pg, opts(), a_drained_status_reveals_the_boots_tail).await
+}
+#[tokio::test]
+async fn sqlite_a_drained_status_reveals_the_boots_tail() {
+    run(Lite, opts(), a_drained_status_reveals_the_boots_tail).await
 }
 #[tokio::test]
 async fn pg_gaps_recorded_filled_and_split() {

@@ -22,6 +22,8 @@ pub struct Broker {
     child: Option<Child>,
     /// Extra lines for mosquitto.conf (TLS listeners, ACLs).
     extra: String,
+    /// `extra` is the whole configuration (no plain anonymous listener of the test's own).
+    whole: bool,
 }
 
 fn mosquitto_path() -> PathBuf {
@@ -52,9 +54,32 @@ impl Broker {
             dir: tempfile::tempdir().expect("a temporary directory"),
             child: None,
             extra: extra.to_owned(),
+            whole: false,
         };
         b.launch();
         b
+    }
+
+    /// Starts a broker with `config` as its whole configuration (e.g. the shipped one, its
+    /// paths rewritten), waiting until `port`, one of its listeners, accepts connections.
+    /// `{dir}` in `config` stands for the broker's temporary directory.
+    pub fn start_config(config: &str, port: u16) -> Broker {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let config = config.replace("{dir}", &dir.path().display().to_string());
+        let mut b = Broker {
+            port,
+            dir,
+            child: None,
+            extra: config,
+            whole: true,
+        };
+        b.launch();
+        b
+    }
+
+    /// The broker's temporary directory.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     pub fn url(&self) -> String {
@@ -66,14 +91,22 @@ impl Broker {
         // `user root`: started as root (as in CI), mosquitto would otherwise switch to the
         // `mosquitto` user and could not read the test's 0600 keys nor write its temporary
         // directory. Started as anyone else, it stays that user and ignores the line.
-        let text = format!(
-            "user root\nper_listener_settings false\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
+        let text = if self.whole {
+            format!(
+                "user root\nlog_dest file {}/mosquitto.log\nlog_type all\n{}\n",
+                self.dir.path().display(),
+                self.extra
+            )
+        } else {
+            format!(
+                "user root\nper_listener_settings false\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
              log_dest file {}/mosquitto.log\nlog_type all\nlistener {} 127.0.0.1\n{}\n",
-            self.dir.path().display(),
-            self.dir.path().display(),
-            self.port,
-            self.extra
-        );
+                self.dir.path().display(),
+                self.dir.path().display(),
+                self.port,
+                self.extra
+            )
+        };
         std::fs::write(&conf, text).expect("write mosquitto.conf");
         let child = Command::new(mosquitto_path())
             .arg("-c")

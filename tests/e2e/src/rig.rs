@@ -87,6 +87,23 @@ listen = "127.0.0.1:{status_port}"
     }
 }
 
+/// The repository's root (for the shipped files under `deploy/`).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs the shipped `deploy/mosquitto/make-certs.sh`: a CA, a broker certificate for
+/// 127.0.0.1 and one client certificate per name, in `dir`.
+pub fn make_certs(dir: &Path, names: &[&str]) {
+    let status = std::process::Command::new(repo().join("deploy/mosquitto/make-certs.sh"))
+        .arg(dir)
+        .arg("127.0.0.1")
+        .args(names)
+        .status()
+        .expect("run make-certs.sh");
+    assert!(status.success(), "make-certs.sh failed");
+}
+
 /// `GET path` on 127.0.0.1:`port`; the body.
 pub fn http_get(port: u16, path: &str) -> std::io::Result<String> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;

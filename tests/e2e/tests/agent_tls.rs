@@ -3,29 +3,14 @@
 //! publishes under its own id; another device's certificate can neither publish as it nor read
 //! its commands.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use prost::Message;
 use telltale_e2e::mqtt::{Broker, Collector};
-use telltale_e2e::rig::{simulator, status_of};
+use telltale_e2e::rig::{make_certs, repo, simulator, status_of};
 use telltale_e2e::{Running, free_port, wait_for};
 use telltale_wire::v1;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn make_certs(dir: &Path, devices: &[&str]) {
-    let status = Command::new(repo().join("deploy/mosquitto/make-certs.sh"))
-        .arg(dir)
-        .arg("127.0.0.1")
-        .args(devices)
-        .status()
-        .expect("run make-certs.sh");
-    assert!(status.success(), "make-certs.sh failed");
-}
 
 #[test]
 fn mutual_tls_mqtt5_and_per_device_acl() {

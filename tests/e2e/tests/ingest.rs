@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use telltale_e2e::mqtt::{Broker, Collector};
 use telltale_e2e::pg::{Database, Server};
-use telltale_e2e::rig::{AgentRig, metric, simulator};
+use telltale_e2e::rig::{AgentRig, make_certs, metric, repo, simulator};
 use telltale_e2e::uplink::Car;
 use telltale_e2e::{Running, free_port, wait_for};
 use telltale_wire::topic::Kind;
@@ -30,12 +30,16 @@ struct Ingest {
 impl Ingest {
     /// Starts `telltale-ingest` on `db` and waits until its metrics endpoint answers.
     fn start(broker: &Broker, db: &str, client_id: &str, extra: &[&str]) -> Ingest {
+        Ingest::start_at(&broker.url(), db, client_id, extra)
+    }
+
+    /// As [`Ingest::start`], for the broker at `url`.
+    fn start_at(url: &str, db: &str, client_id: &str, extra: &[&str]) -> Ingest {
         let metrics_port = free_port();
         let listen = format!("127.0.0.1:{metrics_port}");
-        let url = broker.url();
         let mut args = vec![
             "--mqtt-url",
-            &url,
+            url,
             "--client-id",
             client_id,
             "--database-url",
@@ -444,4 +448,78 @@ fn two_instances_split_a_shared_subscription() {
         one > 0.0 && two > 0.0,
         "both instances wrote a share: {one} and {two} rows"
     );
+}
+
+#[test]
+fn ingest_over_mutual_tls_with_the_shipped_broker_config() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let c = |f: &str| certs.path().join(f).display().to_string();
+    make_certs(certs.path(), &["car-tls-1", "telltale-cloud"]);
+    std::fs::copy(
+        repo().join("deploy/mosquitto/acl"),
+        certs.path().join("acl"),
+    )
+    .expect("copy the shipped ACL");
+    let port = free_port();
+    let shipped = std::fs::read_to_string(repo().join("deploy/mosquitto/mosquitto.conf"))
+        .expect("the shipped mosquitto.conf");
+    let config = shipped
+        .replace("/etc/mosquitto/telltale/", &format!("{}/", c("")))
+        .replace("/var/lib/mosquitto/", "{dir}/")
+        .replace("listener 8883", &format!("listener {port} 127.0.0.1"));
+    let broker = Broker::start_config(&config, port);
+    let db = Database::create();
+    let url = format!("mqtts://127.0.0.1:{port}");
+    let (ca, cert, key) = (
+        c("ca.crt"),
+        c("telltale-cloud.crt"),
+        c("telltale-cloud.key"),
+    );
+    let ingest = Ingest::start_at(
+        &url,
+        &db.url,
+        "ingest-e2e-tls",
+        &[
+            "--mqtt-protocol",
+            "5",
+            "--mqtt-ca-file",
+            &ca,
+            "--mqtt-cert-file",
+            &cert,
+            "--mqtt-key-file",
+            &key,
+        ],
+    );
+    let device = Collector::start_tls(
+        port,
+        "car-tls-1",
+        "telltale/v1/car-tls-1/cmd",
+        certs.path().join("ca.crt").as_path(),
+        certs.path().join("car-tls-1.crt").as_path(),
+        certs.path().join("car-tls-1.key").as_path(),
+    );
+    until_subscribed(&device, &db, "car-tls-1");
+
+    let car = Car::new("car-tls-1", [0x71; 16], "WVWZZZ1JZXW000001");
+    let spoof = Car::new("car-spoofed", [0x72; 16], "WVWZZZ1JZXW000009");
+    for seq in 1..=50 {
+        device.publish(&car.topic(Kind::Telemetry), car.telemetry(seq, 1.0, 2));
+        // The same certificate claiming another device's topic: the ACL drops it.
+        device.publish(&spoof.topic(Kind::Telemetry), spoof.telemetry(seq, 1.0, 2));
+    }
+    wait_count(
+        &db,
+        "SELECT count(*) FROM messages WHERE device_id = 'car-tls-1' AND kind = 'telemetry'",
+        50,
+        Duration::from_secs(30),
+        &ingest,
+    );
+    assert_each_sample_once(&db, &[&car], 50, 2);
+    assert_eq!(
+        db.count("SELECT count(*) FROM messages WHERE device_id = 'car-spoofed'"),
+        0,
+        "a device published as another one:\n{}",
+        broker.log()
+    );
+    assert_eq!(ingest.metric("telltale_ingest_dead_letters_total"), 0.0);
 }
