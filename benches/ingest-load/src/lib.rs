@@ -12,7 +12,7 @@
 //! - [`naive`]: the naive ingester, part (c).
 //! - [`copy`]: binary COPY of the same rows, part (b).
 //! - [`store_batches`]: the store's write path alone, UNNEST against COPY, part (d).
-//! - [`bench`]: the harness that runs the parts in rounds and reports medians and ratios.
+//! - [`bench`](mod@bench): the harness that runs the parts in rounds and reports medians and ratios.
 //! - [`broker`], [`ingest`], [`db`], [`proc`]: a Mosquitto of its own, the ingest process and
 //!   its metrics, scratch databases and the checks on them, CPU and load from `/proc`.
 //!

@@ -4,8 +4,9 @@
 //!
 //! - `store`: `Store::ingest`, everything the ingest really does per batch (dedupe keys,
 //!   advisory locks, seq and gap state, devices, vehicles, telemetry);
-//! - `unnest`: only the telemetry rows, with the store's own `INSERT ... SELECT FROM UNNEST`
-//!   statement (copied from `crates/store/src/pg.rs`);
+//! - `unnest`: only the telemetry rows, with the `INSERT ... SELECT FROM UNNEST` statement the
+//!   store used for them before it switched to COPY on these figures (the other tables still
+//!   use that form);
 //! - `copy`: only the telemetry rows, with binary `COPY`.
 //!
 //! `unnest` against `copy` answers the issue's "binary COPY or array UNNEST, whichever measures
@@ -130,7 +131,7 @@ async fn by_store(scratch: &Scratch, fleet: &Fleet, all: &[Batch]) -> anyhow::Re
     Ok(way(&mut times, rows))
 }
 
-/// The store's telemetry statement, as in `crates/store/src/pg.rs`.
+/// The store's former telemetry statement (`crates/store/src/pg.rs` before binary COPY).
 const UNNEST: &str = "INSERT INTO telemetry (vin, device_id, signal, value, text, unit, pid, ecu,
                                     device_time, received_at, boot_id, seq)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[],
