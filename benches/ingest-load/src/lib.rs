@@ -12,7 +12,8 @@
 //! - [`naive`]: the naive ingester, part (c).
 //! - [`copy`]: binary COPY of the same rows, part (b).
 //! - [`store_batches`]: the store's write path alone, UNNEST against COPY, part (d).
-//! - [`bench`](mod@bench): the harness that runs the parts in rounds and reports medians and ratios.
+//! - [`bench`](mod@bench): the harness that runs the parts in rounds, with medians and ratios;
+//!   [`report`] renders them.
 //! - [`broker`], [`ingest`], [`db`], [`proc`]: a Mosquitto of its own, the ingest process and
 //!   its metrics, scratch databases and the checks on them, CPU and load from `/proc`.
 //!
@@ -27,4 +28,5 @@ pub mod generate;
 pub mod ingest;
 pub mod naive;
 pub mod proc;
+pub mod report;
 pub mod store_batches;

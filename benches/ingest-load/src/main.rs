@@ -195,7 +195,7 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<bool> {
         keep_db: args.keep_db,
     };
     let report = bench::run(&opts, |line| eprintln!("{line}")).await?;
-    print!("{}", bench::render(&report));
+    print!("{}", telltale_load::report::render(&report));
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report).context("report as JSON")?;
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
