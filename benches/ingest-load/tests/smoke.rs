@@ -1,0 +1,136 @@
+//! The benchmark's smoke mode against the real Mosquitto (started by the harness) and the real
+//! PostgreSQL (`TELLTALE_TEST_PG_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`),
+//! with the `telltale-ingest` built beside this test: 50 vehicles for 3 s. The harness itself
+//! fails on a missing or doubled row; this test counts again in the scratch database it kept,
+//! so a harness that counted wrong would not hide a lost sample either.
+
+use std::process::Command;
+
+use sqlx::{Connection as _, PgConnection, Row as _};
+
+const VEHICLES: u64 = 50;
+const BATCHES: u64 = 3;
+const SAMPLES_PER_BATCH: u64 = 20;
+
+fn pg_url() -> String {
+    std::env::var("TELLTALE_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+#[test]
+fn smoke_run_commits_every_published_sample_exactly_once() {
+    let ingest = telltale_e2e::binary("telltale-ingest");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let json = dir.path().join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_telltale-load"))
+        .args([
+            "bench",
+            "--vehicles",
+            &VEHICLES.to_string(),
+            "--seconds",
+            &BATCHES.to_string(),
+            "--interval",
+            "1",
+            "--samples-per-batch",
+            &SAMPLES_PER_BATCH.to_string(),
+            "--connections",
+            "5",
+            "--rounds",
+            "1",
+            "--only",
+            "ingest",
+            "--drain-timeout",
+            "60",
+            "--keep-db",
+            "--pg-url",
+            &pg_url(),
+        ])
+        .arg("--ingest-bin")
+        .arg(&ingest)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run telltale-load");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: serde_json::Value = std::fs::read(&json)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let database = report["rounds"][0]["ingest"]["database"]
+        .as_str()
+        .map(str::to_owned);
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    // Count in the kept database before judging, and drop it whatever the outcome.
+    let counted = database.as_ref().map(|db| {
+        rt.block_on(async {
+            let url = format!(
+                "{}/{db}",
+                pg_url().rsplit_once('/').map_or("", |(base, _)| base)
+            );
+            let counts = count(&url).await;
+            let mut admin = PgConnection::connect(&pg_url())
+                .await
+                .expect("connect to PostgreSQL");
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await
+                .expect("drop the scratch database");
+            counts
+        })
+    });
+    assert!(
+        out.status.success(),
+        "telltale-load failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    let Some((rows, messages, wrong, dedupe_keys)) = counted else {
+        panic!("no scratch database in the report:\n{stdout}\n{stderr}");
+    };
+    let published = &report["rounds"][0]["ingest"]["published"];
+    assert_eq!(
+        published["samples"].as_u64(),
+        Some(VEHICLES * BATCHES * SAMPLES_PER_BATCH),
+        "{stdout}"
+    );
+    assert_eq!(
+        published["messages"].as_u64(),
+        Some(VEHICLES * (2 + BATCHES)),
+        "info, status and telemetry of every vehicle acknowledged by the broker"
+    );
+    assert_eq!(
+        rows,
+        VEHICLES * BATCHES * SAMPLES_PER_BATCH,
+        "every published sample committed\n{stdout}"
+    );
+    assert_eq!(messages, VEHICLES * BATCHES, "every telemetry message");
+    assert_eq!(wrong, 0, "no message with doubled or missing samples");
+    assert_eq!(
+        dedupe_keys,
+        VEHICLES * (1 + BATCHES),
+        "one dedupe key per info and telemetry message"
+    );
+    assert_eq!(report["rounds"][0]["ingest"]["exact"], true);
+}
+
+/// Telemetry rows, distinct (device, boot, seq) among them, those with a row count other than
+/// the batch size, and the store's dedupe keys.
+async fn count(url: &str) -> (u64, u64, u64, u64) {
+    let mut conn = PgConnection::connect(url)
+        .await
+        .expect("connect to the scratch database");
+    let row = sqlx::query(
+        "SELECT coalesce(sum(n), 0)::int8, count(*)::int8, count(*) FILTER (WHERE n <> $1)::int8
+         FROM (SELECT count(*) AS n FROM telemetry GROUP BY device_id, boot_id, seq) AS m",
+    )
+    .bind(SAMPLES_PER_BATCH as i64)
+    .fetch_one(&mut conn)
+    .await
+    .expect("count telemetry");
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&mut conn)
+        .await
+        .expect("count dedupe keys");
+    let get = |i: usize| row.get::<i64, _>(i).unsigned_abs();
+    (get(0), get(1), get(2), keys.unsigned_abs())
+}
