@@ -1,13 +1,19 @@
-//! The running ingest: two tasks and a bounded channel between them.
+//! The running ingest: two tasks, a bounded channel of messages from the first to the second
+//! and a channel of acknowledgements back.
 //!
-//! - The **reader** owns the MQTT event loop: it (re)connects, subscribes, and passes each
-//!   received message into a bounded channel. When the channel is full it waits, so the
-//!   socket is not read and the broker holds the rest (with MQTT 5 the receive maximum keeps
-//!   the broker from sending more than `max_in_flight` unacknowledged messages at all).
+//! - The **reader** owns the MQTT connection: it (re)connects, subscribes, and passes each
+//!   received message into the bounded channel. While the channel is full it stops reading the
+//!   socket, so the broker holds the rest. It writes the acknowledgements the writer sends back
+//!   straight onto the socket, before anything else: rumqttc's own request queue takes one
+//!   request per turn while each read takes a bunch of deliveries, and under load its
+//!   acknowledgements fell ever further behind (measured by `telltale-load`).
 //! - The **writer** decodes and validates each message, feeds the [`Batcher`], writes each
 //!   sealed batch (`Sink::ingest`, then `Sink::dead_letter`) and, only after both succeeded,
-//!   acknowledges the batch's messages to the broker in arrival order. A failing store is
+//!   hands the batch's acknowledgements to the reader in arrival order. A failing store is
 //!   retried with back-off and nothing is acknowledged meanwhile.
+//!
+//! Neither task waits on the other without serving it: the reader takes acknowledgements while
+//! it waits for room in the channel, and the writer never waits to send one.
 //!
 //! A message the broker delivers again while the ingest still holds it unacknowledged (after a
 //! reconnect in the middle of a long write) has the same packet id as the held one, because a
@@ -16,8 +22,8 @@
 //! commit.)
 //!
 //! Shutdown: the writer stops taking messages, writes what it holds (retrying a failing store
-//! for at most the shutdown grace), acknowledges, and ends; then the reader sends DISCONNECT
-//! behind the last acknowledgement. Messages received but not written stay unacknowledged in
+//! for at most the shutdown grace), hands over the acknowledgements, and ends; the reader
+//! writes them, then sends DISCONNECT. Messages received but not written stay unacknowledged in
 //! the broker's session and come again on the next start.
 
 use std::collections::HashSet;
@@ -103,11 +109,9 @@ pub async fn run<S: Sink>(
     shutdown: CancellationToken,
 ) {
     let max_held = usize::from(settings.mqtt.broker.max_in_flight);
-    // The acknowledgements wait in rumqttc's request queue until the reader polls the event
-    // loop, and the reader may be parked on a full channel while rumqttc still has a socket
-    // read's worth of deliveries queued (with MQTT 3.1.1 the broker's own in-flight limit, not
-    // ours, says how many). The queue must therefore hold an acknowledgement for every packet
-    // id that can be unacknowledged at once, or the writer would wait on the reader forever.
+    // The request queue carries the subscriptions, the DISCONNECT and, with MQTT 5 (whose
+    // socket rumqttc keeps private), the acknowledgements: room for one per packet id, so
+    // queueing one never fails.
     let (handle, connection) = mqtt::client(
         &settings.mqtt,
         settings.limits.max_payload,
@@ -116,20 +120,21 @@ pub async fn run<S: Sink>(
     let (tx, rx) = mpsc::channel(CHANNEL);
     let writer_done = CancellationToken::new();
     let unacked = Arc::new(Unacked::default());
-    let reader = tokio::spawn(read(
-        connection,
-        handle.clone(),
-        unacked.clone(),
-        settings.mqtt.share_group.clone(),
-        tx,
-        metrics.clone(),
-        shutdown.clone(),
-        writer_done.clone(),
-    ));
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+    let reader = tokio::spawn(
+        Reader {
+            handle,
+            unacked,
+            share_group: settings.mqtt.share_group.clone(),
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+            writer_done: writer_done.clone(),
+        }
+        .run(connection, tx, ack_rx),
+    );
     let writer = Writer {
         sink,
-        handle,
-        unacked,
+        acks: ack_tx,
         metrics,
         limits: settings.limits.clone(),
         grace: settings.shutdown_grace,
@@ -148,104 +153,168 @@ pub async fn run<S: Sink>(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn read(
-    mut connection: Connection,
+/// What the reader needs besides the connection.
+struct Reader {
     handle: Handle,
     unacked: Arc<Unacked>,
     share_group: Option<String>,
-    tx: mpsc::Sender<Incoming>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     writer_done: CancellationToken,
-) {
-    let mut failures = 0u32;
-    let mut disconnect_at: Option<Instant> = None;
-    loop {
-        if disconnect_at.is_none() && writer_done.is_cancelled() {
-            // Queued behind the writer's last acknowledgements, so they go out first.
-            if handle.disconnect().is_err() {
-                return;
-            }
-            disconnect_at = Some(Instant::now() + Duration::from_secs(3));
-        }
-        let polled = tokio::select! {
-            p = connection.poll() => p,
-            _ = writer_done.cancelled(), if disconnect_at.is_none() => continue,
-            _ = tokio::time::sleep_until(disconnect_at.unwrap_or_else(Instant::now)), if disconnect_at.is_some() => {
-                tracing::warn!("no DISCONNECT sent within 3 s; closing");
-                return;
-            }
-        };
-        match polled {
-            Ok(Event::Connected { session_present }) => {
-                failures = 0;
-                metrics.mqtt_connected.store(1, Ordering::Relaxed);
-                metrics.mqtt_connects.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(session_present, "connected to the broker");
-                if let Err(e) = mqtt::subscribe_fleet(&handle, share_group.as_deref()) {
-                    tracing::error!(cause = %e, "cannot subscribe");
+}
+
+impl Reader {
+    /// Owns the connection: polls it, hands messages to the writer, and writes the writer's
+    /// acknowledgements straight onto the socket. Acknowledgements come first, and the reader
+    /// never waits on the writer's channel without also taking acknowledgements, so neither
+    /// task can wait on the other.
+    async fn run(
+        self,
+        mut connection: Connection,
+        tx: mpsc::Sender<Incoming>,
+        mut acks: mpsc::UnboundedReceiver<AckToken>,
+    ) {
+        let mut failures = 0u32;
+        let mut disconnect_at: Option<Instant> = None;
+        let mut held: Option<Incoming> = None;
+        loop {
+            if disconnect_at.is_none() && self.writer_done.is_cancelled() {
+                // The writer has stopped: its last acknowledgements go out, then DISCONNECT.
+                self.write_acks(&mut connection, None, &mut acks).await;
+                if self.handle.disconnect().is_err() {
+                    return;
                 }
+                disconnect_at = Some(Instant::now() + Duration::from_secs(3));
             }
-            Ok(Event::Message {
-                topic,
-                payload,
-                ack,
-            }) => {
-                if shutdown.is_cancelled() {
+            let polled = tokio::select! {
+                biased;
+                Some(first) = acks.recv() => {
+                    self.write_acks(&mut connection, Some(first), &mut acks).await;
+                    continue;
+                }
+                permit = tx.reserve(), if held.is_some() => {
+                    if let Some(m) = held.take() {
+                        match permit {
+                            Ok(p) => p.send(m),
+                            Err(_) => self.drop_held(&m),
+                        }
+                    }
+                    continue;
+                }
+                _ = self.shutdown.cancelled(), if held.is_some() => {
                     // Not acknowledged: the broker keeps it for the next start.
+                    if let Some(m) = held.take() {
+                        self.drop_held(&m);
+                    }
                     continue;
                 }
-                if !unacked.insert(ack.pkid()) {
-                    tracing::debug!(pkid = ack.pkid(), %topic, "redelivered copy of a message in hand; dropped");
-                    continue;
+                p = connection.poll(), if held.is_none() => p,
+                _ = self.writer_done.cancelled(), if disconnect_at.is_none() => continue,
+                _ = tokio::time::sleep_until(disconnect_at.unwrap_or_else(Instant::now)), if disconnect_at.is_some() => {
+                    tracing::warn!("no DISCONNECT sent within 3 s; closing");
+                    return;
                 }
-                metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-                let msg = Incoming {
+            };
+            let metrics = &self.metrics;
+            match polled {
+                Ok(Event::Connected { session_present }) => {
+                    failures = 0;
+                    metrics.mqtt_connected.store(1, Ordering::Relaxed);
+                    metrics.mqtt_connects.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(session_present, "connected to the broker");
+                    if let Err(e) = mqtt::subscribe_fleet(&self.handle, self.share_group.as_deref())
+                    {
+                        tracing::error!(cause = %e, "cannot subscribe");
+                    }
+                }
+                Ok(Event::Message {
                     topic,
                     payload,
                     ack,
-                };
-                tokio::select! {
-                    sent = tx.send(msg) => if let Err(mpsc::error::SendError(m)) = sent {
-                        unacked.remove(m.ack.pkid());
-                        metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-                    },
-                    _ = shutdown.cancelled() => {
-                        metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+                }) => {
+                    if self.shutdown.is_cancelled() {
+                        // Not acknowledged: the broker keeps it for the next start.
+                        continue;
+                    }
+                    if !self.unacked.insert(ack.pkid()) {
+                        tracing::debug!(pkid = ack.pkid(), %topic, "redelivered copy of a message in hand; dropped");
+                        continue;
+                    }
+                    metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+                    held = Some(Incoming {
+                        topic,
+                        payload,
+                        ack,
+                    });
+                }
+                Ok(Event::SubscribeRefused(why)) => {
+                    tracing::error!(reason = %why, share_group = ?self.share_group, "the broker refused a subscription (an ACL, or no shared subscriptions: try --no-shared)");
+                }
+                Ok(Event::Disconnected) => {
+                    metrics.mqtt_connected.store(0, Ordering::Relaxed);
+                    tracing::info!("disconnected from the broker");
+                    return;
+                }
+                Ok(Event::Published(_) | Event::PubAck { .. } | Event::Other) => {}
+                Err(e) => {
+                    metrics.mqtt_connected.store(0, Ordering::Relaxed);
+                    if disconnect_at.is_some() {
+                        return;
+                    }
+                    let wait = mqtt::reconnect_delay(failures);
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(cause = %e, retry_in_ms = wait.as_millis() as u64, "MQTT connection down");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.writer_done.cancelled() => return,
                     }
                 }
             }
-            Ok(Event::SubscribeRefused(why)) => {
-                tracing::error!(reason = %why, share_group = ?share_group, "the broker refused a subscription (an ACL, or no shared subscriptions: try --no-shared)");
-            }
-            Ok(Event::Disconnected) => {
-                metrics.mqtt_connected.store(0, Ordering::Relaxed);
-                tracing::info!("disconnected from the broker");
-                return;
-            }
-            Ok(Event::Published(_) | Event::PubAck { .. } | Event::Other) => {}
-            Err(e) => {
-                metrics.mqtt_connected.store(0, Ordering::Relaxed);
-                if disconnect_at.is_some() {
-                    return;
-                }
-                let wait = mqtt::reconnect_delay(failures);
-                failures = failures.saturating_add(1);
-                tracing::warn!(cause = %e, retry_in_ms = wait.as_millis() as u64, "MQTT connection down");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = writer_done.cancelled() => return,
-                }
-            }
         }
+    }
+
+    /// Writes `first` and every other acknowledgement waiting, then flushes them out.
+    async fn write_acks(
+        &self,
+        connection: &mut Connection,
+        first: Option<AckToken>,
+        acks: &mut mpsc::UnboundedReceiver<AckToken>,
+    ) {
+        let mut written = 0usize;
+        let mut next = first.or_else(|| acks.try_recv().ok());
+        while let Some(ack) = next {
+            match connection.ack_now(&self.handle, &ack).await {
+                Ok(()) => {
+                    written += 1;
+                    self.metrics.acked.fetch_add(1, Ordering::Relaxed);
+                }
+                // Disconnected: the broker delivers the message again; it is stored already,
+                // so the copy changes nothing and is acknowledged then.
+                Err(e) => {
+                    tracing::debug!(cause = %e, pkid = ack.pkid(), "acknowledgement not sent")
+                }
+            }
+            self.unacked.remove(ack.pkid());
+            self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+            next = acks.try_recv().ok();
+        }
+        if written > 0
+            && let Err(e) = connection.flush().await
+        {
+            tracing::warn!(cause = %e, "acknowledgements not flushed; the broker will redeliver");
+        }
+    }
+
+    fn drop_held(&self, m: &Incoming) {
+        self.unacked.remove(m.ack.pkid());
+        self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 struct Writer<S> {
     sink: S,
-    handle: Handle,
-    unacked: Arc<Unacked>,
+    /// Committed messages' acknowledgements, for the reader to write.
+    acks: mpsc::UnboundedSender<AckToken>,
     metrics: Arc<Metrics>,
     limits: validate::Limits,
     grace: Duration,
@@ -339,15 +408,10 @@ impl<S: Sink> Writer<S> {
             );
         }
         for ack in self.batcher.committed() {
-            let sent = self.handle.ack(&ack).await;
-            self.unacked.remove(ack.pkid());
-            if let Err(e) = sent {
-                // Only when the event loop is gone (shutting down): the broker redelivers.
-                tracing::warn!(cause = %e, pkid = ack.pkid(), "acknowledgement not sent");
-                continue;
+            if self.acks.send(ack).is_err() {
+                // Only when the reader is gone (shutting down): the broker redelivers.
+                tracing::warn!("acknowledgement not sent: the connection task has ended");
             }
-            self.metrics.acked.fetch_add(1, Ordering::Relaxed);
-            self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
         tracing::debug!(
             batch = id,

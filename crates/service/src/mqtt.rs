@@ -411,6 +411,55 @@ impl Handle {
 }
 
 impl Connection {
+    /// Sends the PUBACK for `token` ahead of whatever rumqttc has queued, for a subscriber
+    /// that acknowledges manually at a high rate: rumqttc's event loop takes one queued request
+    /// per turn while each network turn reads a whole bunch of deliveries, so acknowledgements
+    /// sent through [`Handle::ack`] fall ever further behind a busy subscription.
+    ///
+    /// MQTT 3.1.1: the packet goes into the socket's write buffer at once (send it with
+    /// [`Connection::flush`]); while disconnected there is nothing to acknowledge on, and the
+    /// broker delivers the message again. MQTT 5 (whose socket rumqttc keeps to itself): queued
+    /// through `handle` without waiting. Call it between polls, from the task that polls.
+    pub async fn ack_now(&mut self, handle: &Handle, token: &AckToken) -> Result<(), RequestError> {
+        match (self, token) {
+            (Connection::V4(e), AckToken::V4(p)) => {
+                let e = &mut **e;
+                let Some(network) = e.network.as_mut() else {
+                    return Err(RequestError("not connected".into()));
+                };
+                let packet = e
+                    .state
+                    .handle_outgoing_packet(rumqttc::Request::PubAck(rumqttc::PubAck::new(p.pkid)))
+                    .map_err(|err| RequestError(err.to_string()))?;
+                if let Some(packet) = packet {
+                    network
+                        .write(packet)
+                        .await
+                        .map_err(|err| RequestError(err.to_string()))?;
+                }
+                Ok(())
+            }
+            (Connection::V5(_), AckToken::V5(p)) => match handle {
+                Handle::V5(c) => queued(c.try_ack(p)),
+                Handle::V4(_) => Err(RequestError("handle from the other protocol".into())),
+            },
+            _ => Err(RequestError("ack token from the other protocol".into())),
+        }
+    }
+
+    /// Writes out what [`Connection::ack_now`] buffered (MQTT 3.1.1; nothing to do for 5).
+    pub async fn flush(&mut self) -> Result<(), RequestError> {
+        if let Connection::V4(e) = self
+            && let Some(network) = e.network.as_mut()
+        {
+            network
+                .flush()
+                .await
+                .map_err(|err| RequestError(err.to_string()))?;
+        }
+        Ok(())
+    }
+
     /// Drives the connection; an error means it is down (the next poll reconnects).
     pub async fn poll(&mut self) -> Result<Event, String> {
         match self {
