@@ -10,6 +10,7 @@
 //!   (`data/catalog/`, or a shop's own CSV), parsed with every bad row reported by line.
 //! - [`pricing`]: the pre-quote: probable jobs priced per tier, diagnostic fee, shop supplies
 //!   and tax, a most-likely total and a low–high range, with the assumptions written out.
+//! - [`vehicle`]: a VIN's make (by its WMI, `data/vehicles/wmi.csv`) and model year.
 //!
 //! The service around it (gRPC API, storage, the owner's quote page) is built on this.
 
@@ -18,3 +19,4 @@ pub mod csvrows;
 pub mod knowledge;
 pub mod money;
 pub mod pricing;
+pub mod vehicle;
