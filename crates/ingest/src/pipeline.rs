@@ -73,7 +73,8 @@ impl Sink for Store {
     }
 }
 
-/// Packet ids of QoS 1 messages received and not yet acknowledged, shared by reader and writer.
+/// Packet ids of QoS 1 messages received and not yet acknowledged (the reader's; a mutex so
+/// its methods can take `&self` across awaits).
 #[derive(Debug, Default)]
 struct Unacked(Mutex<HashSet<u16>>);
 
@@ -119,12 +120,11 @@ pub async fn run<S: Sink>(
     );
     let (tx, rx) = mpsc::channel(CHANNEL);
     let writer_done = CancellationToken::new();
-    let unacked = Arc::new(Unacked::default());
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     let reader = tokio::spawn(
         Reader {
             handle,
-            unacked,
+            unacked: Unacked::default(),
             share_group: settings.mqtt.share_group.clone(),
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
@@ -156,7 +156,7 @@ pub async fn run<S: Sink>(
 /// What the reader needs besides the connection.
 struct Reader {
     handle: Handle,
-    unacked: Arc<Unacked>,
+    unacked: Unacked,
     share_group: Option<String>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
