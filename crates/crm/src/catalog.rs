@@ -89,6 +89,11 @@ impl LaborGuide {
         Ok(guide)
     }
 
+    /// Every row, by operation.
+    pub fn times(&self) -> impl Iterator<Item = &LaborTime> {
+        self.ops.values().flatten()
+    }
+
     /// The time for `op` on `make`: the make's own row, else the generic one.
     pub fn time(&self, op: &str, make: Option<&str>) -> Option<&LaborTime> {
         let rows = self.ops.get(op)?;
@@ -162,6 +167,11 @@ impl PartsCatalog {
         })
         .map_err(DataErrors)?;
         Ok(catalog)
+    }
+
+    /// Every part, by category.
+    pub fn parts(&self) -> impl Iterator<Item = &Part> {
+        self.by_category.values().flatten()
     }
 
     /// The part to quote for `category` in `tier` on `make`: the cheapest made for the make,

@@ -10,7 +10,9 @@ use serde::Serialize;
 use crate::csvrows::{self, DataErrors, RowError};
 
 /// How urgent a fault is, in the owner's terms. Ordered from least to most urgent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     CanWait,

@@ -14,9 +14,17 @@
 //!
 //! The service around it (gRPC API, storage, the owner's quote page) is built on this.
 
+pub mod app;
+pub mod auth;
 pub mod catalog;
 pub mod csvrows;
+pub mod data;
+pub mod db;
 pub mod knowledge;
+pub mod lifecycle;
+pub mod link;
 pub mod money;
 pub mod pricing;
+pub mod quote;
+pub mod slots;
 pub mod vehicle;

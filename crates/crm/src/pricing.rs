@@ -40,7 +40,7 @@ pub struct Shop {
 }
 
 impl Shop {
-    fn currency(&self) -> Currency {
+    pub fn currency(&self) -> Currency {
         self.labor_rate.currency
     }
 }
@@ -102,7 +102,7 @@ impl JobOption {
 }
 
 /// A code as the owner sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Fault {
     pub code: String,
     /// `None` for a code the knowledge base does not know (manufacturer-specific, say).
@@ -151,6 +151,23 @@ fn hours(tenths: u32) -> String {
     format!("{}.{} h", tenths / 10, tenths % 10)
 }
 
+/// The shop's supplies and tax on one job's (or the fee's) parts, labor and fees: supplies
+/// are a share of labor up to the cap; tax is on parts and supplies, and on labor and fees
+/// where labor is taxed. Every quote, computed or revised by an advisor, uses this one rule.
+pub(crate) fn charges(
+    shop: &Shop,
+    parts: Money,
+    labor: Money,
+    fees: Money,
+) -> Result<(Money, Money), MoneyError> {
+    let supplies = labor.basis_points(shop.supplies_bp)?.min(shop.supplies_cap);
+    let mut taxable = parts.checked_add(supplies)?;
+    if shop.tax_labor {
+        taxable = taxable.checked_add(labor)?.checked_add(fees)?;
+    }
+    Ok((supplies, taxable.basis_points(shop.tax_bp)?))
+}
+
 /// Prices one job in one tier; `Err` names what the shop's data lacks.
 fn price_job(
     book: PriceBook<'_>,
@@ -192,14 +209,7 @@ fn price_job(
         unit: shop.labor_rate,
         amount: labor_amount,
     };
-    let supplies = labor_amount
-        .basis_points(shop.supplies_bp)?
-        .min(shop.supplies_cap);
-    let mut taxable = parts_total.checked_add(supplies)?;
-    if shop.tax_labor {
-        taxable = taxable.checked_add(labor_amount)?;
-    }
-    let tax = taxable.basis_points(shop.tax_bp)?;
+    let (supplies, tax) = charges(shop, parts_total, labor_amount, Money::zero(currency))?;
     let total = parts_total
         .checked_add(labor_amount)?
         .checked_add(supplies)?
@@ -229,11 +239,8 @@ pub fn quote(
         return Err(PricingError::NoCodes);
     }
     let currency = shop.currency();
-    let fee_tax = if shop.tax_labor {
-        shop.diagnostic_fee.basis_points(shop.tax_bp)?
-    } else {
-        Money::zero(currency)
-    };
+    let zero = Money::zero(currency);
+    let (_, fee_tax) = charges(shop, zero, zero, shop.diagnostic_fee)?;
     let diagnosis = shop.diagnostic_fee.checked_add(fee_tax)?;
     let mut faults = Vec::new();
     let mut options = Vec::new();

@@ -17,13 +17,17 @@ pub mod v1 {
 
 /// The CRM's gRPC API.
 pub mod crm {
-    /// Messages and services of `proto/telltale/crm/v1`: `LeadService` (its client in
-    /// `lead_service_client`, its server trait in `lead_service_server`).
+    /// Messages and services of `proto/telltale/crm/v1`: `LeadService`, `QuoteService` and
+    /// `CatalogService` (clients in `*_service_client`, server traits in `*_service_server`).
     pub mod v1 {
         #![allow(clippy::all, missing_debug_implementations, unreachable_pub)]
         include!(concat!(env!("OUT_DIR"), "/telltale.crm.v1.rs"));
     }
 }
+
+/// Every proto's descriptors, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/telltale_descriptor.bin"));
 
 #[cfg(test)]
 mod tests {
