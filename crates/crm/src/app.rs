@@ -534,6 +534,26 @@ impl Crm {
         })
     }
 
+    /// "Shop name on phone" for a quote, for the page that says its link no longer works.
+    pub async fn shop_contact(&self, quote_id: &str) -> Option<String> {
+        let quote = self.db.quote_for_link(quote_id).await.ok()?;
+        let shop = self.db.shop(&quote.tenant, &quote.shop_id).await.ok()?;
+        Some(if shop.phone.is_empty() {
+            shop.name
+        } else {
+            format!("{} on {}", shop.name, shop.phone)
+        })
+    }
+
+    /// The quote a correctly signed link names, whatever its expiry or nonce.
+    pub fn link_quote_id(&self, token: &str) -> Option<String> {
+        match self.links.verify(token, i64::MIN) {
+            Ok(claims) => Some(claims.quote_id),
+            Err(LinkError::Expired { quote_id }) => Some(quote_id),
+            Err(LinkError::Tampered) => None,
+        }
+    }
+
     /// Replaces the tenant's parts catalog or labor guide with a checked CSV file.
     pub async fn import(
         &self,

@@ -1,0 +1,126 @@
+//! The gRPC API (`proto/telltale/crm/v1`): `LeadService`, `QuoteService` and
+//! `CatalogService` over [`Crm`], with the standard health service and server reflection, so
+//! `grpcurl`, `grpc_health_probe` and load balancers work without our proto files.
+//!
+//! Every call's first step is [`Api::caller`]: the bearer token and the role's right to the
+//! action. Domain errors become gRPC statuses in [`status`], the one place that happens;
+//! database text goes to the log, never to the client.
+
+mod catalog;
+mod convert;
+mod leads;
+mod quotes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Status};
+use tonic_health::ServingStatus;
+
+use telltale_wire::crm::v1::catalog_service_server::CatalogServiceServer;
+use telltale_wire::crm::v1::lead_service_server::LeadServiceServer;
+use telltale_wire::crm::v1::quote_service_server::QuoteServiceServer;
+
+use crate::app::{AppError, Crm};
+use crate::auth::{Action, Principal};
+use crate::db::DbError;
+
+/// The services' shared state.
+#[derive(Debug, Clone)]
+pub struct Api {
+    crm: Arc<Crm>,
+    /// Ends `WatchLeads` streams at shutdown, so the server can drain.
+    shutdown: CancellationToken,
+}
+
+/// The one mapping from a domain error to a gRPC status.
+pub fn status(err: AppError) -> Status {
+    match err {
+        AppError::Unauthenticated(m) => Status::unauthenticated(m),
+        AppError::Forbidden(m) => Status::permission_denied(m),
+        AppError::Invalid(m) => Status::invalid_argument(m),
+        AppError::Db(DbError::NotFound(m)) => Status::not_found(format!("{m} not found")),
+        AppError::Db(DbError::Conflict(m)) => Status::aborted(m),
+        AppError::Db(DbError::Precondition(m)) => Status::failed_precondition(m),
+        AppError::Db(DbError::Invalid(m)) => Status::invalid_argument(m),
+        AppError::Db(e @ (DbError::Corrupt(_) | DbError::Sql(_))) => {
+            tracing::error!(cause = %e, "database error");
+            Status::unavailable("the CRM's database is unavailable or failed; retry later")
+        }
+        AppError::Internal(m) => {
+            tracing::error!(cause = %m, "internal error");
+            Status::internal("internal error; the CRM's log has the details")
+        }
+    }
+}
+
+impl Api {
+    pub fn new(crm: Arc<Crm>, shutdown: CancellationToken) -> Api {
+        Api { crm, shutdown }
+    }
+
+    /// Who is calling, if their token may take `action`.
+    async fn caller<T>(&self, request: &Request<T>, action: Action) -> Result<Principal, Status> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        self.crm.authorize(header, action).await.map_err(status)
+    }
+}
+
+fn invalid(message: String) -> Status {
+    Status::invalid_argument(message)
+}
+
+/// Serves the gRPC API on `listener` until `shutdown` is cancelled; then stops accepting,
+/// ends watch streams and lets calls in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    crm: Arc<Crm>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let api = Api::new(crm.clone(), shutdown.clone());
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(telltale_wire::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    // Health follows the database: a CRM that cannot reach it is NOT_SERVING.
+    let watch = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            let serving = if crm.db().ping().await {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            health.set_service_status("", serving).await;
+            for name in [
+                "telltale.crm.v1.LeadService",
+                "telltale.crm.v1.QuoteService",
+                "telltale.crm.v1.CatalogService",
+            ] {
+                health.set_service_status(name, serving).await;
+            }
+            tokio::select! {
+                () = watch.cancelled() => break,
+                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+        }
+    });
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(LeadServiceServer::new(api.clone()))
+        .add_service(QuoteServiceServer::new(api.clone()))
+        .add_service(CatalogServiceServer::new(api))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown.cancelled_owned(),
+        )
+        .await?;
+    Ok(())
+}
