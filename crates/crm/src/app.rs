@@ -92,10 +92,18 @@ pub struct OwnerView {
 
 type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
+/// The labor guide and parts catalog a tenant's quotes are priced from.
+#[derive(Debug)]
+pub struct TenantCatalog {
+    pub labor: LaborGuide,
+    pub parts: PartsCatalog,
+}
+
 pub struct Crm {
     db: Db,
     data: Arc<Data>,
-    books: Mutex<HashMap<String, (i64, Arc<(LaborGuide, PartsCatalog)>)>>,
+    /// Per tenant: the catalog stamp it was loaded at, and the catalog.
+    books: Mutex<HashMap<String, (i64, Arc<TenantCatalog>)>>,
     events: broadcast::Sender<(String, LeadChange)>,
     links: LinkKey,
     public_url: String,
@@ -198,7 +206,7 @@ impl Crm {
 
     /// The tenant's price book: its imported catalog, else the shipped one. Cached until the
     /// tenant imports again.
-    async fn catalog_of(&self, tenant: &str) -> Result<Arc<(LaborGuide, PartsCatalog)>, AppError> {
+    async fn catalog_of(&self, tenant: &str) -> Result<Arc<TenantCatalog>, AppError> {
         let stamp = self.db.catalog_stamp(tenant).await?;
         if let Some((at, book)) = self
             .books
@@ -219,7 +227,7 @@ impl Crm {
                 .map_err(|e| AppError::Internal(format!("stored parts catalog: {e}")))?,
             None => self.data.parts.clone(),
         };
-        let book = Arc::new((labor, parts));
+        let book = Arc::new(TenantCatalog { labor, parts });
         self.books
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -283,8 +291,8 @@ impl Crm {
         } else {
             let price_book = PriceBook {
                 knowledge: &self.data.knowledge,
-                labor: &book.0,
-                parts: &book.1,
+                labor: &book.labor,
+                parts: &book.parts,
             };
             let pq = pricing::quote(price_book, &pricing_shop, &vehicle, &code_refs)
                 .map_err(|e| AppError::Invalid(format!("cannot price: {e}")))?;
@@ -582,7 +590,7 @@ impl Crm {
     pub async fn price_book(
         &self,
         who: &Principal,
-    ) -> Result<Arc<(LaborGuide, PartsCatalog)>, AppError> {
+    ) -> Result<Arc<TenantCatalog>, AppError> {
         self.catalog_of(&who.tenant).await
     }
 }

@@ -329,9 +329,18 @@ async fn render(crm: &Crm, token: &str, view: &OwnerView) -> Response {
             }
         }
         (QuoteState::Accepted, Some(a)) => {
+            let chosen = b.option(&q.accepted_option);
             let _ = write!(
                 h,
-                "<h2>You are booked</h2><div class=\"card done\" id=\"booked\"><p><strong>{}</strong></p><p>{}<br>{}<br>{}</p>\
+                "<h2>You are booked</h2><div class=\"card\"><p>{} · {}</p></div>",
+                esc(chosen.map(|o| o.title.as_str()).unwrap_or("")),
+                chosen
+                    .map(|o| money(o.total_minor, &b.currency))
+                    .unwrap_or_default()
+            );
+            let _ = write!(
+                h,
+                "<div class=\"card done\" id=\"booked\"><p><strong>{}</strong></p><p>{}<br>{}<br>{}</p>\
                  <p class=\"muted\">The technician confirms the cause before any repair; you pay only for what you approved.</p></div>",
                 esc(&local(a.start_ms, shop.utc_offset_minutes)),
                 esc(&shop.name),

@@ -2,6 +2,9 @@
 //! [`Fx`] (a migrated database, two tenants each with a default shop, a movable clock), run
 //! once on PostgreSQL (a database of its own, see `telltale_e2e::pg`) and once on SQLite.
 
+// The checks are plain async fns called by generated tests: a failed unwrap is the failure.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;

@@ -4,6 +4,9 @@
 //! --workspace` builds every package's binaries before any test runs). A missing binary is a
 //! test failure that says how to build it, never a skip.
 
+pub mod browser;
+pub mod crm;
+pub mod ingest;
 pub mod mqtt;
 pub mod pg;
 pub mod rig;
@@ -40,17 +43,22 @@ pub struct Running {
 }
 
 impl Running {
-    /// Starts `bin args..`, logging to a temporary file.
+    /// Starts the workspace binary `bin args..`, logging to a temporary file.
     pub fn start(bin: &str, args: &[&str]) -> Running {
+        Running::start_program(&binary(bin), args)
+    }
+
+    /// Starts the program at `path` (a system tool such as chromedriver) the same way.
+    pub fn start_program(path: &Path, args: &[&str]) -> Running {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let log = dir.path().join("stderr.log");
         let file = std::fs::File::create(&log).expect("a log file");
-        let child = Command::new(binary(bin))
+        let child = Command::new(path)
             .args(args)
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", path.display()));
         Running {
             child,
             log,

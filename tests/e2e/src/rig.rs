@@ -1,7 +1,7 @@
 //! Rigs for tests that run a vehicle: `firmware-sim` behind an SLCAN adapter on a pty, and
 //! `telltale-agent` reading it with a config file written for the test.
 
-use std::io::{Read, Write};
+use std::io::{BufRead as _, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -106,11 +106,76 @@ pub fn make_certs(dir: &Path, names: &[&str]) {
 
 /// `GET path` on 127.0.0.1:`port`; the body.
 pub fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    http_request(port, "GET", path, None).map(|(_, body)| body)
+}
+
+/// An HTTP/1.1 request on 127.0.0.1:`port` (`Connection: close`), with a JSON body when
+/// given; the status code and the body. The body is read by its length or its chunks, not to
+/// the end of the stream: chromedriver keeps the connection open and does not answer 1.0.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    Ok(text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned())
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+    let body = json.unwrap_or("");
+    let kind = if json.is_some() {
+        "Content-Type: application/json\r\n"
+    } else {
+        ""
+    };
+    s.write_all(
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\
+             {kind}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )?;
+    let mut reader = std::io::BufReader::new(s);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line)?;
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (mut length, mut chunked) = (None, false);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse::<usize>().ok();
+        }
+        if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+            chunked = true;
+        }
+    }
+    let mut out = Vec::new();
+    if chunked {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim(), 16).map_err(std::io::Error::other)?;
+            if n == 0 {
+                break;
+            }
+            let mut chunk = vec![0; n + 2];
+            reader.read_exact(&mut chunk)?;
+            out.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(n) = length {
+        out.resize(n, 0);
+        reader.read_exact(&mut out)?;
+    } else {
+        reader.read_to_end(&mut out)?;
+    }
+    Ok((status, String::from_utf8_lossy(&out).into_owned()))
 }
 
 /// An agent's `/status` document.

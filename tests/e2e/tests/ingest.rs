@@ -9,11 +9,12 @@
 
 use std::time::Duration;
 
+use telltale_e2e::ingest::Ingest;
 use telltale_e2e::mqtt::{Broker, Collector};
 use telltale_e2e::pg::{Database, Server};
-use telltale_e2e::rig::{AgentRig, make_certs, metric, repo, simulator};
+use telltale_e2e::rig::{AgentRig, make_certs, repo, simulator};
 use telltale_e2e::uplink::Car;
-use telltale_e2e::{Running, free_port, wait_for};
+use telltale_e2e::{free_port, wait_for};
 use telltale_wire::topic::Kind;
 use telltale_wire::v1;
 
@@ -21,60 +22,6 @@ use telltale_wire::v1;
 /// throttle the ingest's batches and drop what arrives while it is away; deploy/ raises them
 /// the same way.
 const BROKER: &str = "max_inflight_messages 1000\nmax_queued_messages 1000000\n";
-
-struct Ingest {
-    process: Running,
-    metrics_port: u16,
-}
-
-impl Ingest {
-    /// Starts `telltale-ingest` on `db` and waits until its metrics endpoint answers.
-    fn start(broker: &Broker, db: &str, client_id: &str, extra: &[&str]) -> Ingest {
-        Ingest::start_at(&broker.url(), db, client_id, extra)
-    }
-
-    /// As [`Ingest::start`], for the broker at `url`.
-    fn start_at(url: &str, db: &str, client_id: &str, extra: &[&str]) -> Ingest {
-        let metrics_port = free_port();
-        let listen = format!("127.0.0.1:{metrics_port}");
-        let mut args = vec![
-            "--mqtt-url",
-            url,
-            "--client-id",
-            client_id,
-            "--database-url",
-            db,
-            "--metrics-listen",
-            &listen,
-            "--batch-max-messages",
-            "200",
-            "--batch-max-age",
-            "50ms",
-            "--max-in-flight",
-            "400",
-        ];
-        args.extend_from_slice(extra);
-        let mut process = Running::start("telltale-ingest", &args);
-        wait_for(
-            "the ingest's metrics endpoint",
-            Duration::from_secs(30),
-            || {
-                process.assert_running();
-                std::net::TcpStream::connect(("127.0.0.1", metrics_port)).is_ok()
-            },
-        );
-        Ingest {
-            process,
-            metrics_port,
-        }
-    }
-
-    fn metric(&self, name: &str) -> f64 {
-        metric(self.metrics_port, name).unwrap_or_else(|e| {
-            panic!("ingest /metrics: {e}\n{}", self.process.log());
-        })
-    }
-}
 
 /// Publishes a status from `probe` until the ingest has stored it: from then on its
 /// subscriptions exist in the broker (and, being persistent, outlive a crash).

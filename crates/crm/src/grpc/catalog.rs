@@ -210,7 +210,7 @@ impl CatalogService for Api {
         let category = request.into_inner().category;
         let book = self.crm.price_book(&who).await.map_err(status)?;
         let parts = book
-            .1
+            .parts
             .parts()
             .filter(|p| category.is_empty() || p.category == category)
             .map(|p| pb::Part {
@@ -233,7 +233,7 @@ impl CatalogService for Api {
         let who = self.caller(&request, Action::ReadCatalog).await?;
         let book = self.crm.price_book(&who).await.map_err(status)?;
         let operations = book
-            .0
+            .labor
             .times()
             .map(|t| pb::LaborOperation {
                 op: t.op.clone(),

@@ -350,7 +350,7 @@ pub(crate) async fn import(api: &ApiArgs, kind: CatalogKind, file: &Path) -> any
 }
 
 fn progress(name: &str, done: usize, total: usize, tty: bool) {
-    let pct = if total == 0 { 100 } else { done * 100 / total };
+    let pct = (done * 100).checked_div(total).unwrap_or(100);
     let filled = pct / 5;
     let bar: String = "#".repeat(filled) + &"-".repeat(20 - filled);
     if tty {

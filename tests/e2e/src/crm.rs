@@ -1,0 +1,99 @@
+//! `telltale-crm` as a process: started on a database with free ports and a fresh link key,
+//! tokens made with its own `token create` command.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::{Running, binary, free_port, wait_for};
+
+#[derive(Debug)]
+pub struct CrmServer {
+    pub process: Running,
+    pub grpc_port: u16,
+    pub http_port: u16,
+    database_url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl CrmServer {
+    /// Serves on `database_url` (migrating it) and waits until both ports answer.
+    pub fn start(database_url: &str) -> CrmServer {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let key = dir.path().join("link.key");
+        std::fs::write(&key, "e2e-link-key-0123456789abcdef0123456789")
+            .expect("write the link key");
+        let (grpc_port, http_port) = (free_port(), free_port());
+        let grpc = format!("127.0.0.1:{grpc_port}");
+        let http = format!("127.0.0.1:{http_port}");
+        let key = key.display().to_string();
+        let mut process = Running::start(
+            "telltale-crm",
+            &[
+                "serve",
+                "--database-url",
+                database_url,
+                "--grpc-listen",
+                &grpc,
+                "--http-listen",
+                &http,
+                "--link-key-file",
+                &key,
+            ],
+        );
+        wait_for("the CRM's ports", Duration::from_secs(30), || {
+            process.assert_running();
+            std::net::TcpStream::connect(("127.0.0.1", grpc_port)).is_ok()
+                && std::net::TcpStream::connect(("127.0.0.1", http_port)).is_ok()
+        });
+        CrmServer {
+            process,
+            grpc_port,
+            http_port,
+            database_url: database_url.to_owned(),
+            _dir: dir,
+        }
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
+    /// A new token (`advisor`, `manager` or `integration`) for `tenant`, made by
+    /// `telltale-crm token create`.
+    pub fn token(&self, tenant: &str, role: &str, subject: &str) -> String {
+        let out = Command::new(binary("telltale-crm"))
+            .args([
+                "token",
+                "create",
+                "--database-url",
+                &self.database_url,
+                "--tenant",
+                tenant,
+                "--role",
+                role,
+                "--subject",
+                subject,
+            ])
+            .output()
+            .expect("run telltale-crm token create");
+        assert!(
+            out.status.success(),
+            "token create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("a UTF-8 token")
+            .trim()
+            .to_owned()
+    }
+
+    /// Runs `telltale-crm args..` as a client of this server with `token`.
+    pub fn client(&self, token: &str, args: &[&str]) -> std::process::Output {
+        Command::new(binary("telltale-crm"))
+            .args(args)
+            .env("TELLTALE_CRM_URL", self.grpc_url())
+            .env("TELLTALE_CRM_TOKEN", token)
+            .output()
+            .expect("run telltale-crm")
+    }
+}
