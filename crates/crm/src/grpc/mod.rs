@@ -2,7 +2,7 @@
 //! `CatalogService` over [`Crm`], with the standard health service and server reflection, so
 //! `grpcurl`, `grpc_health_probe` and load balancers work without our proto files.
 //!
-//! Every call's first step is [`Api::caller`]: the bearer token and the role's right to the
+//! Every call's first step is `Api::caller`: the bearer token and the role's right to the
 //! action. Domain errors become gRPC statuses in [`status`], the one place that happens;
 //! database text goes to the log, never to the client.
 
