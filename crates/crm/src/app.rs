@@ -587,10 +587,7 @@ impl Crm {
     }
 
     /// The tenant's price book, for listing.
-    pub async fn price_book(
-        &self,
-        who: &Principal,
-    ) -> Result<Arc<TenantCatalog>, AppError> {
+    pub async fn price_book(&self, who: &Principal) -> Result<Arc<TenantCatalog>, AppError> {
         self.catalog_of(&who.tenant).await
     }
 }

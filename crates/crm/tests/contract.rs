@@ -797,6 +797,198 @@ async fn watchers_see_changes(fx: Fx) {
     );
 }
 
+/// Per simulator scenario and code: the "better" total (diagnosis + most likely repair),
+/// and the low and high ends of the range, worked out by hand from data/ at the fixture's
+/// shop ($150.00/h, $120.00 diagnosis, supplies 10 % of labor up to $40.00, tax 8.25 % on
+/// parts and supplies). Rounding is half away from zero on the cent.
+const SCENARIOS: &[(&str, &str, &str, i64, i64, i64)] = &[
+    // Toyota: converter TT-CAT-U-201 599.99 + gasket TT-EXG-U-201 11.99 = 611.98; 2.0 h =
+    // 300.00; supplies 30.00; tax 8.25 % × 641.98 = 52.96; + 120.00 = 1,114.94. Low: exhaust
+    // leak repair; high: the OEM converter.
+    (
+        "catalyst",
+        "JTDKARFU1H3541802",
+        "P0420",
+        111_494,
+        29_272,
+        253_302,
+    ),
+    // Chevrolet: gas cap 18.99; 0.1 h = 15.00; supplies 1.50; tax 8.25 % × 20.49 = 1.69;
+    // + 120.00 = 157.18.
+    (
+        "evap-leak",
+        "1G1ZD5ST5LF093561",
+        "P0455",
+        15_718,
+        14_744,
+        41_690,
+    ),
+    // Toyota hybrid battery TT-HVB-TOY-201 2,299.99; 2.5 h = 375.00; supplies 37.50; tax
+    // 8.25 % × 2,337.49 = 192.84; + 120.00 = 3,025.33.
+    (
+        "hybrid",
+        "JTDKAMFU3M3128745",
+        "P0A80",
+        302_533,
+        27_463,
+        410_783,
+    ),
+    (
+        "hybrid",
+        "JTDKAMFU3M3128745",
+        "P0420",
+        111_494,
+        29_272,
+        253_302,
+    ),
+    (
+        "hybrid",
+        "JTDKAMFU3M3128745",
+        "P0455",
+        15_718,
+        14_744,
+        38_906,
+    ),
+    // Volkswagen: network diagnosis 2.0 h (the make's time) = 300.00; supplies 30.00; tax
+    // 8.25 % × 30.00 = 2.48; + 120.00 = 452.48.
+    (
+        "lost-comm",
+        "3VWC57BU6KM104822",
+        "U0100",
+        45_248,
+        30_246,
+        156_010,
+    ),
+    (
+        "lost-comm",
+        "3VWC57BU6KM104822",
+        "U0101",
+        45_248,
+        30_246,
+        153_496,
+    ),
+    // Ford: 4 plugs × 8.99 = 35.96; 1.5 h = 225.00; supplies 22.50; tax 8.25 % × 58.46 =
+    // 4.82; + 120.00 = 408.28.
+    (
+        "misfire",
+        "1FMCU9GD4KUA37218",
+        "P0301",
+        40_828,
+        25_762,
+        80_814,
+    ),
+    (
+        "misfire",
+        "1FMCU9GD4KUA37218",
+        "P0300",
+        40_828,
+        25_762,
+        96_858,
+    ),
+    // Hyundai: thermostat 29.99 + coolant 19.99 = 49.98; 1.5 h = 225.00; supplies 22.50; tax
+    // 8.25 % × 72.48 = 5.98; + 120.00 = 423.46.
+    (
+        "thermostat",
+        "5NPE34AF6GH287414",
+        "P0128",
+        42_346,
+        23_380,
+        48_300,
+    ),
+];
+
+/// Every code of every shipped scenario file, with its VIN.
+fn scenario_codes() -> Vec<(String, String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../firmware-sim/scenarios");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let value = |line: &str| {
+            line.split_once('=')
+                .map(|(_, v)| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        let name = text
+            .lines()
+            .find(|l| l.starts_with("name"))
+            .map(value)
+            .unwrap()
+            .trim_matches('"')
+            .to_owned();
+        let vin = text
+            .lines()
+            .find(|l| l.starts_with("vin"))
+            .map(value)
+            .unwrap()
+            .trim_matches('"')
+            .to_owned();
+        for line in text.lines().filter(|l| l.starts_with("dtcs")) {
+            for code in value(line)
+                .trim_matches(|c| c == '[' || c == ']')
+                .split(',')
+            {
+                out.push((
+                    name.clone(),
+                    vin.clone(),
+                    code.trim().trim_matches('"').to_owned(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn simulator_scenarios_price_as_computed_by_hand(fx: Fx) {
+    let mut listed: Vec<(String, String, String)> = SCENARIOS
+        .iter()
+        .map(|(s, v, c, ..)| (s.to_string(), v.to_string(), c.to_string()))
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        scenario_codes(),
+        "every scenario code has hand-computed totals here"
+    );
+    let ingest = fx.who("north", Role::Integration).await;
+    for (scenario, vin, code, likely, low, high) in SCENARIOS {
+        let req = LeadRequest {
+            vin: (*vin).into(),
+            ..dtc(&format!("{vin}:{code}:1"), code)
+        };
+        let lead = fx.crm.create_lead(&ingest, req).await.unwrap().lead;
+        let quote = fx.crm.db().quote("north", &lead.quote_id).await.unwrap();
+        let b = &quote.body;
+        assert_eq!(
+            (b.most_likely_minor, b.low_minor, b.high_minor),
+            (*likely, *low, *high),
+            "{scenario} {code}"
+        );
+        assert_eq!(
+            b.option("better").map(|o| o.total_minor),
+            Some(*likely),
+            "{scenario} {code}"
+        );
+        assert_eq!(
+            b.option("diagnosis").map(|o| o.total_minor),
+            Some(12_000),
+            "{scenario} {code}"
+        );
+        let sum: i64 = b
+            .option("better")
+            .unwrap()
+            .lines
+            .iter()
+            .map(|l| l.amount_minor)
+            .sum();
+        assert_eq!(
+            sum, *likely,
+            "{scenario} {code}: the lines add up to the total"
+        );
+    }
+}
+
 macro_rules! on_both {
     ($($check:ident),* $(,)?) => {
         mod pg {
@@ -822,4 +1014,5 @@ on_both!(
     catalog_import_is_all_or_nothing,
     routing_prefers_the_home_shop,
     watchers_see_changes,
+    simulator_scenarios_price_as_computed_by_hand,
 );
