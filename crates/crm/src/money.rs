@@ -161,6 +161,59 @@ impl fmt::Display for Money {
     }
 }
 
+/// An amount a person typed ("150", "150.00", "1,234.5") in `currency`'s minor units: no
+/// more decimals than the currency has, never negative.
+pub fn parse_amount(text: &str, currency: Currency) -> Result<Money, String> {
+    let clean: String = text.trim().chars().filter(|c| *c != ',').collect();
+    let (whole, frac) = clean.split_once('.').unwrap_or((&clean, ""));
+    let exp = currency.exponent() as usize;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || (!frac.is_empty() && !digits(frac)) || frac.len() > exp {
+        return Err(format!(
+            "{text:?} is not an amount of {currency} (digits, and at most {exp} decimals)"
+        ));
+    }
+    let scale = 10i64.pow(exp as u32);
+    let frac_minor = if frac.is_empty() {
+        0
+    } else {
+        frac.parse::<i64>().map_err(|e| e.to_string())? * 10i64.pow((exp - frac.len()) as u32)
+    };
+    whole
+        .parse::<i64>()
+        .ok()
+        .and_then(|w| w.checked_mul(scale))
+        .and_then(|w| w.checked_add(frac_minor))
+        .map(|minor| Money::new(minor, currency))
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// A percentage a person typed ("8.25%", "10") in basis points (825, 1000): at most two
+/// decimals, 0 to 100 %.
+pub fn parse_percent(text: &str) -> Result<u32, String> {
+    let t = text.trim().trim_end_matches('%').trim();
+    let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+    let ok = !whole.is_empty()
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && frac.len() <= 2
+        && frac.bytes().all(|b| b.is_ascii_digit());
+    let bp = ok
+        .then(|| {
+            let w: u32 = whole.parse().ok()?;
+            let f: u32 = if frac.is_empty() {
+                0
+            } else {
+                frac.parse::<u32>().ok()? * if frac.len() == 1 { 10 } else { 1 }
+            };
+            w.checked_mul(100)?.checked_add(f)
+        })
+        .flatten()
+        .filter(|bp| *bp <= 10_000);
+    bp.ok_or_else(|| {
+        format!("{text:?} is not a percentage from 0 to 100 with at most two decimals")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,5 +253,22 @@ mod tests {
         assert_eq!(usd(-5).to_string(), "USD -0.05");
         let jpy = Money::new(1_234_567, Currency::parse("JPY").unwrap());
         assert_eq!(jpy.to_string(), "JPY 1,234,567");
+    }
+
+    #[test]
+    fn typed_amounts_and_percentages() {
+        let usd = Currency::parse("USD").unwrap();
+        assert_eq!(parse_amount("150", usd).unwrap().minor, 15_000);
+        assert_eq!(parse_amount("1,234.5", usd).unwrap().minor, 123_450);
+        assert_eq!(parse_amount("0.07", usd).unwrap().minor, 7);
+        for bad in ["", "-5", "1.234", "12a", ".5", "1e3"] {
+            assert!(parse_amount(bad, usd).is_err(), "{bad}");
+        }
+        assert_eq!(parse_percent("8.25%"), Ok(825));
+        assert_eq!(parse_percent("10"), Ok(1000));
+        assert_eq!(parse_percent("7.5 %"), Ok(750));
+        for bad in ["", "101", "8.255", "x%", "-1"] {
+            assert!(parse_percent(bad).is_err(), "{bad}");
+        }
     }
 }

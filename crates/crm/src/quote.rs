@@ -175,7 +175,8 @@ pub fn price_option(shop: &Shop, draft: OptionDraft) -> Result<QuoteOption, Quot
         let what = if job.is_empty() {
             String::new()
         } else {
-            format!(" ({job})")
+            // Job ids are snake_case words: "replace_spark_plugs" reads "replace spark plugs".
+            format!(" ({})", job.replace('_', " "))
         };
         for (kind, amount, words) in [
             (LineKind::Supplies, supplies, "Shop supplies"),

@@ -107,6 +107,54 @@ impl Calendar {
     }
 }
 
+const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// Opening hours as a person writes them: `mon-fri 08:00-17:30; sat 09:00-13:00`.
+pub fn parse_hours(spec: &str) -> Result<Vec<Hours>, String> {
+    let day = |d: &str| {
+        DAYS.iter()
+            .position(|x| d.eq_ignore_ascii_case(x))
+            .map(|i| i as u32 + 1)
+            .ok_or_else(|| format!("{d:?} is not a day (mon, tue, ... sun)"))
+    };
+    let minute = |t: &str| -> Result<u32, String> {
+        let (h, m) = t
+            .split_once(':')
+            .ok_or_else(|| format!("{t:?} is not a time like 08:00"))?;
+        match (h.parse::<u32>(), m.parse::<u32>()) {
+            (Ok(h), Ok(m)) if (h < 24 && m < 60) || (h == 24 && m == 0) => Ok(h * 60 + m),
+            _ => Err(format!("{t:?} is not a time like 08:00")),
+        }
+    };
+    let mut hours = Vec::new();
+    for part in spec.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let (days, times) = part
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| format!("{part:?}: write days then times, like mon-fri 08:00-17:00"))?;
+        let (open, close) = times
+            .trim()
+            .split_once('-')
+            .ok_or_else(|| format!("{part:?}: times are open-close, like 08:00-17:00"))?;
+        let (first, last) = match days.split_once('-') {
+            Some((a, b)) => (day(a)?, day(b)?),
+            None => (day(days)?, day(days)?),
+        };
+        if first > last {
+            return Err(format!("{part:?}: days run Monday to Sunday"));
+        }
+        for weekday in first..=last {
+            let h = Hours {
+                weekday,
+                open_minute: minute(open.trim())?,
+                close_minute: minute(close.trim())?,
+            };
+            h.check()?;
+            hours.push(h);
+        }
+    }
+    Ok(hours)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +261,48 @@ mod tests {
             .check()
             .unwrap_err()
             .contains("before closing")
+        );
+    }
+
+    #[test]
+    fn hours_as_people_write_them() {
+        let h = parse_hours("mon-fri 08:00-17:30; sat 09:00-13:00").unwrap();
+        assert_eq!(h.len(), 6);
+        assert_eq!(
+            h[0],
+            Hours {
+                weekday: 1,
+                open_minute: 480,
+                close_minute: 1050
+            }
+        );
+        assert_eq!(
+            h[5],
+            Hours {
+                weekday: 6,
+                open_minute: 540,
+                close_minute: 780
+            }
+        );
+        assert_eq!(
+            parse_hours("sun 00:00-24:00").unwrap()[0].close_minute,
+            1440
+        );
+        assert!(
+            parse_hours("fri-mon 08:00-09:00")
+                .unwrap_err()
+                .contains("Monday to Sunday")
+        );
+        assert!(parse_hours("mon 8-17").unwrap_err().contains("like 08:00"));
+        assert!(
+            parse_hours("funday 08:00-09:00")
+                .unwrap_err()
+                .contains("not a day")
+        );
+        assert!(
+            parse_hours("mon 17:00-08:00")
+                .unwrap_err()
+                .contains("before closing")
         );
     }
 }

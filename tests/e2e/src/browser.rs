@@ -93,6 +93,23 @@ impl Browser {
             .to_owned()
     }
 
+    /// Waits (up to 15 s) until the page's HTML contains `text`, as after a click that
+    /// submits a form; the HTML.
+    pub fn wait_for_text(&mut self, text: &str) -> String {
+        let start = std::time::Instant::now();
+        loop {
+            let page = self.source();
+            if page.contains(text) {
+                return page;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "the page never showed {text:?}:\n{page}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn title(&mut self) -> String {
         let path = self.at("/title");
         self.call("GET", &path, None)

@@ -403,6 +403,90 @@ async fn grpc_api_health_reflection_scopes_and_tenancy() {
         .expect("labor")
         .into_inner();
     assert!(labor.operations.len() > 50);
+
+    // A shop from the command line, with amounts and hours as a person writes them.
+    let out = crm.client(
+        &manager,
+        &[
+            "shop",
+            "put",
+            "--id",
+            "north",
+            "--name",
+            "North Garage",
+            "--labor-rate",
+            "142.50",
+            "--diagnostic-fee",
+            "99",
+            "--supplies",
+            "8%",
+            "--supplies-cap",
+            "35.00",
+            "--tax",
+            "7.25%",
+            "--hours",
+            "mon-fri 07:30-18:00; sat 08:00-12:00",
+            "--utc-offset-minutes",
+            "-300",
+            "--phone",
+            "555-0199",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let north = catalog
+        .get_shop(req(&advisor, pb::GetShopRequest { id: "north".into() }))
+        .await
+        .expect("shop")
+        .into_inner();
+    assert_eq!(
+        (
+            north.labor_rate_minor,
+            north.diagnostic_fee_minor,
+            north.supplies_bp,
+            north.supplies_cap_minor,
+            north.tax_bp
+        ),
+        (14_250, 9_900, 800, 3_500, 725)
+    );
+    assert_eq!(
+        (
+            north.hours.len(),
+            north.hours[0].open_minute,
+            north.utc_offset_minutes,
+            north.is_default
+        ),
+        (6, 450, -300, false)
+    );
+    let out = crm.client(
+        &manager,
+        &[
+            "shop",
+            "put",
+            "--id",
+            "x",
+            "--name",
+            "X",
+            "--labor-rate",
+            "12.345",
+            "--diagnostic-fee",
+            "1",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--labor-rate"),
+        "{err}"
+    );
+    let out = crm.client(&advisor, &["shop", "list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("North Garage") && text.contains("USD 142.50"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -468,7 +552,7 @@ async fn owner_accepts_and_books_in_a_real_browser() {
     let after_accept = tokio::task::block_in_place(|| {
         browser.click("input[value=good]");
         browser.click("#accept");
-        browser.source()
+        browser.wait_for_text("Pick a time")
     });
     assert!(after_accept.contains("Pick a time"), "{after_accept}");
     let quote = quotes
@@ -487,8 +571,9 @@ async fn owner_accepts_and_books_in_a_real_browser() {
     );
     let booked = tokio::task::block_in_place(|| {
         browser.click("#book");
+        let page = browser.wait_for_text("id=\"booked\"");
         browser.screenshot(&shots.join("quote-page-booked.png"));
-        browser.source()
+        page
     });
     assert!(
         booked.contains("id=\"booked\"") && booked.contains("1 Main Street"),

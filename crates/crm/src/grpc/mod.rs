@@ -124,3 +124,54 @@ pub async fn serve(
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_text_never_reaches_the_client() {
+        let e = AppError::Db(DbError::Sql(sqlx::Error::Protocol(
+            "relation \"crm.leads\" does not exist at 10.0.0.5".into(),
+        )));
+        let s = status(e);
+        assert_eq!(s.code(), tonic::Code::Unavailable);
+        assert!(
+            !s.message().contains("crm.leads") && !s.message().contains("10.0.0.5"),
+            "{}",
+            s.message()
+        );
+        let s = status(AppError::Db(DbError::Corrupt(
+            "faults: expected value at line 1".into(),
+        )));
+        assert!(!s.message().contains("faults"), "{}", s.message());
+        let s = status(AppError::Internal("key file /etc/secret".into()));
+        assert_eq!(s.code(), tonic::Code::Internal);
+        assert!(!s.message().contains("/etc/secret"));
+    }
+
+    #[test]
+    fn domain_errors_get_their_codes() {
+        let code = |e| status(e).code();
+        assert_eq!(
+            code(AppError::Db(DbError::NotFound("lead \"x\"".into()))),
+            tonic::Code::NotFound
+        );
+        assert_eq!(
+            code(AppError::Db(DbError::Conflict("stale".into()))),
+            tonic::Code::Aborted
+        );
+        assert_eq!(
+            code(AppError::Db(DbError::Precondition("closed".into()))),
+            tonic::Code::FailedPrecondition
+        );
+        assert_eq!(
+            code(AppError::Forbidden("no".into())),
+            tonic::Code::PermissionDenied
+        );
+        assert_eq!(
+            code(AppError::Unauthenticated("no".into())),
+            tonic::Code::Unauthenticated
+        );
+    }
+}

@@ -12,7 +12,8 @@ use tonic::{Request, Status};
 use telltale_crm::catalog::{LaborGuide, PartsCatalog};
 use telltale_crm::db::CatalogKind;
 use telltale_crm::lifecycle::Stage;
-use telltale_crm::money::{Currency, Money};
+use telltale_crm::money::{Currency, Money, parse_amount, parse_percent};
+use telltale_crm::slots::parse_hours;
 use telltale_wire::crm::v1 as pb;
 use telltale_wire::crm::v1::catalog_service_client::CatalogServiceClient;
 use telltale_wire::crm::v1::lead_service_client::LeadServiceClient;
@@ -57,6 +58,66 @@ pub(crate) enum LeadsCommand {
         #[arg(long, default_value = "")]
         shop: String,
     },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum ShopCommand {
+    /// Create or replace a shop (manager token).
+    Put(Box<ShopArgs>),
+    /// The tenant's shops.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ShopArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    #[arg(long)]
+    id: String,
+    #[arg(long)]
+    name: String,
+    /// ISO 4217 code.
+    #[arg(long, default_value = "USD")]
+    currency: String,
+    /// Per hour, e.g. 150.00.
+    #[arg(long)]
+    labor_rate: String,
+    /// Charged on every quote, e.g. 120.00.
+    #[arg(long)]
+    diagnostic_fee: String,
+    /// Shop supplies as a share of labor, e.g. 10%.
+    #[arg(long, default_value = "0%")]
+    supplies: String,
+    /// The most shop supplies on one job, e.g. 40.00.
+    #[arg(long, default_value = "0")]
+    supplies_cap: String,
+    /// Sales tax on parts and supplies, e.g. 8.25%.
+    #[arg(long, default_value = "0%")]
+    tax: String,
+    /// Tax labor and the diagnostic fee too.
+    #[arg(long)]
+    tax_labor: bool,
+    /// The shop's offset from UTC in minutes (-300 for US Eastern standard time).
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    utc_offset_minutes: i32,
+    /// Opening hours, e.g. "mon-fri 08:00-17:30; sat 09:00-13:00".
+    #[arg(long, default_value = "mon-fri 08:00-17:00")]
+    hours: String,
+    /// Appointments that can run at once.
+    #[arg(long, default_value_t = 2)]
+    bays: u32,
+    #[arg(long, default_value_t = 60)]
+    slot_minutes: u32,
+    /// Leads for vehicles without a home shop come here.
+    #[arg(long)]
+    default: bool,
+    #[arg(long, default_value = "")]
+    phone: String,
+    #[arg(long, default_value = "")]
+    address: String,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -290,6 +351,93 @@ pub(crate) async fn quote(command: QuoteCommand) -> anyhow::Result<()> {
         println!("  * {a}");
     }
     Ok(())
+}
+
+pub(crate) async fn shop(command: ShopCommand) -> anyhow::Result<()> {
+    match command {
+        ShopCommand::Put(a) => {
+            let currency =
+                Currency::parse(&a.currency).map_err(|e| anyhow::anyhow!("--currency: {e}"))?;
+            let amount = |flag: &str, text: &str| {
+                parse_amount(text, currency)
+                    .map(|m| m.minor)
+                    .map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+            };
+            let percent = |flag: &str, text: &str| {
+                parse_percent(text).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+            };
+            let hours = parse_hours(&a.hours)
+                .map_err(|e| anyhow::anyhow!("--hours: {e}"))?
+                .into_iter()
+                .map(|h| pb::OpeningHours {
+                    weekday: h.weekday,
+                    open_minute: h.open_minute,
+                    close_minute: h.close_minute,
+                })
+                .collect();
+            let shop = pb::Shop {
+                id: a.id.clone(),
+                name: a.name.clone(),
+                currency: a.currency.clone(),
+                labor_rate_minor: amount("--labor-rate", &a.labor_rate)?,
+                diagnostic_fee_minor: amount("--diagnostic-fee", &a.diagnostic_fee)?,
+                supplies_bp: percent("--supplies", &a.supplies)?,
+                supplies_cap_minor: amount("--supplies-cap", &a.supplies_cap)?,
+                tax_bp: percent("--tax", &a.tax)?,
+                tax_labor: a.tax_labor,
+                utc_offset_minutes: a.utc_offset_minutes,
+                hours,
+                bays: a.bays,
+                slot_minutes: a.slot_minutes,
+                is_default: a.default,
+                phone: a.phone.clone(),
+                address: a.address.clone(),
+            };
+            let (channel, auth) = channel(&a.api).await?;
+            let saved = CatalogServiceClient::with_interceptor(channel, auth)
+                .put_shop(shop)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!(
+                "saved shop {} ({}){}",
+                saved.id,
+                saved.name,
+                if saved.is_default {
+                    ", the default shop"
+                } else {
+                    ""
+                }
+            );
+            Ok(())
+        }
+        ShopCommand::List { api } => {
+            let (channel, auth) = channel(&api).await?;
+            let shops = CatalogServiceClient::with_interceptor(channel, auth)
+                .list_shops(pb::ListShopsRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .shops;
+            println!(
+                "{:<16} {:<28} {:>14} {:>14} {:>6} {:>4}  DEFAULT",
+                "ID", "NAME", "LABOR/H", "DIAGNOSIS", "TAX", "BAYS"
+            );
+            for s in shops {
+                println!(
+                    "{:<16} {:<28} {:>14} {:>14} {:>5.2}% {:>4}  {}",
+                    s.id,
+                    s.name,
+                    money(s.labor_rate_minor, &s.currency),
+                    money(s.diagnostic_fee_minor, &s.currency),
+                    f64::from(s.tax_bp) / 100.0,
+                    s.bays,
+                    if s.is_default { "yes" } else { "" }
+                );
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Checks the file here (every bad row by line, before anything is sent), then streams it to

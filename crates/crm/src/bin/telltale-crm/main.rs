@@ -63,6 +63,11 @@ enum Command {
         #[command(subcommand)]
         command: client::LeadsCommand,
     },
+    /// Shops: their rates, hours and bays.
+    Shop {
+        #[command(subcommand)]
+        command: client::ShopCommand,
+    },
     /// Quotes.
     Quote {
         #[command(subcommand)]
@@ -224,6 +229,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Leads { command } => client::leads(command).await,
         Command::Quote { command } => client::quote(command).await,
+        Command::Shop { command } => client::shop(command).await,
     }
 }
 
