@@ -1,18 +1,23 @@
 //! # telltale-crm: from a trouble code to a piece of business
 //!
-//! The CRM turns a fault a car reported into a service lead with a repair pre-quote. This
-//! crate holds its core, which has no I/O and is where a price is computed:
+//! The CRM turns a fault a car reported into a service lead with a repair pre-quote: advisors
+//! and the ingest use its gRPC API, car owners its quote page. Where to look:
 //!
-//! - [`money`]: amounts as integer minor units with a currency, and the one rounding rule.
-//! - [`knowledge`]: the diagnostics knowledge base (`data/diagnostics/`): what a code means,
-//!   how urgent it is, which repair jobs it probably needs.
-//! - [`catalog`]: the labor guide and the parts catalog in good / better / best tiers
-//!   (`data/catalog/`, or a shop's own CSV), parsed with every bad row reported by line.
-//! - [`pricing`]: the pre-quote: probable jobs priced per tier, diagnostic fee, shop supplies
-//!   and tax, a most-likely total and a low–high range, with the assumptions written out.
-//! - [`vehicle`]: a VIN's make (by its WMI, `data/vehicles/wmi.csv`) and model year.
-//!
-//! The service around it (gRPC API, storage, the owner's quote page) is built on this.
+//! - Where a price is computed (pure, no I/O): [`money`] (integer minor units, the one
+//!   rounding rule, amounts people type), [`knowledge`] (what a code means, how urgent, which
+//!   jobs it probably needs; `data/diagnostics/`), [`catalog`] (labor guide and parts in good /
+//!   better / best tiers), [`vehicle`] (a VIN's make and model year), [`pricing`] (the
+//!   pre-quote: range and assumptions), [`quote`] (the owner's choices with their lines, and an
+//!   advisor's revision priced by the same rule), [`data`] (the files built into the binary).
+//! - The shop's process (pure): [`lifecycle`] (which status moves are allowed), [`slots`]
+//!   (free appointment times from opening hours and bays), [`auth`] (tokens, roles, what each
+//!   role may do), [`link`] (the owner's signed, expiring link).
+//! - Where a row is stored: [`db`] (PostgreSQL or SQLite behind one set of queries; every
+//!   query scoped to a tenant).
+//! - The operations, each checked against the caller's token: [`app`].
+//! - The edges: [`grpc`] (the API, health, reflection; errors to status codes in one place),
+//!   [`web`] (the quote page), [`server`] (both side by side). The `telltale-crm` binary adds
+//!   the command line.
 
 pub mod app;
 pub mod auth;

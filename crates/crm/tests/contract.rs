@@ -797,6 +797,134 @@ async fn watchers_see_changes(fx: Fx) {
     );
 }
 
+async fn declines_are_recorded_and_lists_page_and_filter(fx: Fx) {
+    let ingest = fx.who("north", Role::Integration).await;
+    let ann = fx.who("north", Role::Advisor).await;
+    let codes = ["P0420", "P0301", "P0171", "P0128", "P0455"];
+    let mut ids = Vec::new();
+    for (i, code) in codes.iter().enumerate() {
+        fx.advance(1_000);
+        let lead = fx
+            .crm
+            .create_lead(&ingest, dtc(&format!("k{i}"), code))
+            .await
+            .unwrap()
+            .lead;
+        ids.push(lead.id);
+    }
+    // The owner declines the first; the lead stays open for the advisor.
+    let first = fx.crm.db().lead("north", &ids[0]).await.unwrap();
+    fx.crm
+        .send_quote(&ann, &first.quote_id, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let declined = fx
+        .crm
+        .decline_quote("north", "owner", &first.quote_id, "Too expensive")
+        .await
+        .unwrap();
+    assert_eq!(
+        (declined.state, declined.decline_reason.as_str()),
+        (QuoteState::Declined, "Too expensive")
+    );
+    assert!(
+        fx.crm
+            .accept_quote("north", "owner", &first.quote_id, "better")
+            .await
+            .is_err(),
+        "declined is final"
+    );
+    let history = fx.crm.db().history("north", &ids[0]).await.unwrap();
+    assert!(history.iter().any(|h| h.actor == "owner"
+        && h.action == "quote_declined"
+        && h.detail == "Too expensive"));
+    assert_eq!(
+        fx.crm.db().lead("north", &ids[0]).await.unwrap().status,
+        Stage::Quoted
+    );
+
+    // Pages of two, newest first, every lead once.
+    let mut seen = Vec::new();
+    let mut filter = LeadFilter {
+        limit: 2,
+        ..Default::default()
+    };
+    loop {
+        let page = fx.crm.db().leads("north", &filter).await.unwrap();
+        seen.extend(page.leads.iter().map(|l| l.id.clone()));
+        match page.next {
+            Some(after) => filter.after = Some(after),
+            None => break,
+        }
+    }
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first);
+    // Filters: status, severity (P0301 is stop-now), creation time.
+    let quoted = LeadFilter {
+        statuses: vec![Stage::Quoted],
+        limit: 50,
+        ..Default::default()
+    };
+    assert_eq!(
+        fx.crm
+            .db()
+            .leads("north", &quoted)
+            .await
+            .unwrap()
+            .leads
+            .len(),
+        1
+    );
+    let urgent = LeadFilter {
+        min_severity: Some(telltale_crm::knowledge::Severity::StopNow),
+        limit: 50,
+        ..Default::default()
+    };
+    let urgent = fx.crm.db().leads("north", &urgent).await.unwrap().leads;
+    assert_eq!(
+        urgent
+            .iter()
+            .map(|l| l.faults[0].code.as_str())
+            .collect::<Vec<_>>(),
+        ["P0301"]
+    );
+    let late = LeadFilter {
+        created_from_ms: Some(T0 + 4_000),
+        limit: 50,
+        ..Default::default()
+    };
+    assert_eq!(
+        fx.crm.db().leads("north", &late).await.unwrap().leads.len(),
+        2
+    );
+    let both = LeadFilter {
+        statuses: vec![Stage::New, Stage::Quoted],
+        shop_id: "north-main".into(),
+        created_to_ms: Some(T0 + 3_000),
+        limit: 50,
+        ..Default::default()
+    };
+    assert_eq!(
+        fx.crm.db().leads("north", &both).await.unwrap().leads.len(),
+        2
+    );
+    let elsewhere = LeadFilter {
+        shop_id: "south-main".into(),
+        limit: 50,
+        ..Default::default()
+    };
+    assert!(
+        fx.crm
+            .db()
+            .leads("north", &elsewhere)
+            .await
+            .unwrap()
+            .leads
+            .is_empty()
+    );
+}
+
 /// Per simulator scenario and code: the "better" total (diagnosis + most likely repair),
 /// and the low and high ends of the range, worked out by hand from data/ at the fixture's
 /// shop ($150.00/h, $120.00 diagnosis, supplies 10 % of labor up to $40.00, tax 8.25 % on
@@ -1015,4 +1143,5 @@ on_both!(
     routing_prefers_the_home_shop,
     watchers_see_changes,
     simulator_scenarios_price_as_computed_by_hand,
+    declines_are_recorded_and_lists_page_and_filter,
 );

@@ -1,7 +1,9 @@
 //! `telltale-crm` as a process: started on a database with free ports and a fresh link key,
 //! tokens made with its own `token create` command.
 
-use std::process::Command;
+use std::io::BufRead as _;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::{Running, binary, free_port, wait_for};
@@ -95,5 +97,50 @@ impl CrmServer {
             .env("TELLTALE_CRM_TOKEN", token)
             .output()
             .expect("run telltale-crm")
+    }
+}
+
+/// `telltale-crm leads watch` running, its output lines arriving on `lines`.
+#[derive(Debug)]
+pub struct Watcher {
+    child: Child,
+    pub lines: mpsc::Receiver<String>,
+}
+
+impl CrmServer {
+    /// Starts `leads watch` and returns once it is subscribed (it says so on stderr).
+    pub fn watch(&self, token: &str) -> Watcher {
+        let mut child = Command::new(binary("telltale-crm"))
+            .args(["leads", "watch"])
+            .env("TELLTALE_CRM_URL", self.grpc_url())
+            .env("TELLTALE_CRM_TOKEN", token)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run telltale-crm leads watch");
+        let mut stderr = std::io::BufReader::new(child.stderr.take().expect("its stderr"));
+        let mut first = String::new();
+        stderr.read_line(&mut first).expect("leads watch's stderr");
+        assert!(first.contains("watching leads"), "leads watch: {first}");
+        let stdout = child.stdout.take().expect("its stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Watcher { child, lines }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

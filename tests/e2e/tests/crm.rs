@@ -187,7 +187,9 @@ async fn grpc_api_health_reflection_scopes_and_tenancy() {
         .await
         .expect("put advisor");
 
-    // A watcher, then eight concurrent duplicate calls: one lead, one event.
+    // An advisor at a terminal watching, and a watcher on the API; then eight concurrent
+    // duplicate calls: one lead, one event.
+    let terminal = crm.watch(&advisor);
     let mut watch = leads
         .watch_leads(req(&advisor, pb::WatchLeadsRequest::default()))
         .await
@@ -227,6 +229,12 @@ async fn grpc_api_health_reflection_scopes_and_tenancy() {
         lead.faults[0].description.contains("catalytic converter"),
         "{:?}",
         lead.faults[0]
+    );
+    let line = tokio::task::block_in_place(|| terminal.lines.recv_timeout(Duration::from_secs(10)))
+        .expect("a line from leads watch");
+    assert!(
+        line.contains(&id) && line.contains("new") && line.contains("P0420"),
+        "{line}"
     );
 
     // Bad input is named; another tenant sees nothing.
