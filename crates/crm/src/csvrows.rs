@@ -86,6 +86,17 @@ fn line_at(text: &str, byte: u64) -> u64 {
     1 + bytes[..at].iter().filter(|b| **b == b'\n').count() as u64
 }
 
+/// A data file's text, or a [`DataErrors`] naming the file when it cannot be read.
+pub fn read_file(path: &std::path::Path) -> Result<String, DataErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
+        DataErrors(vec![RowError {
+            file: path.display().to_string(),
+            line: 0,
+            message: format!("cannot read: {e}"),
+        }])
+    })
+}
+
 /// Reads `text` (the content of `file`) whose header must be `columns`, calling `each` per
 /// row. Returns every error, or none.
 pub fn read(

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::catalog::{LaborGuide, PartsCatalog};
-use crate::csvrows::{DataErrors, RowError};
+use crate::csvrows::DataErrors;
 use crate::knowledge::KnowledgeBase;
 use crate::vehicle::Makes;
 
@@ -32,14 +32,7 @@ impl Data {
             let Some(dir) = dir else {
                 return Ok(shipped.to_owned());
             };
-            let path = dir.join(name);
-            std::fs::read_to_string(&path).map_err(|e| {
-                DataErrors(vec![RowError {
-                    file: path.display().to_string(),
-                    line: 0,
-                    message: format!("cannot read: {e}"),
-                }])
-            })
+            crate::csvrows::read_file(&dir.join(name))
         };
         Ok(Data {
             knowledge: KnowledgeBase::parse(

@@ -84,16 +84,7 @@ pub struct KnowledgeBase {
 impl KnowledgeBase {
     /// Loads `dir/codes.csv`, `dir/jobs.csv` and `dir/code_jobs.csv`.
     pub fn load(dir: &Path) -> Result<KnowledgeBase, DataErrors> {
-        let read = |name: &str| {
-            let path = dir.join(name);
-            std::fs::read_to_string(&path).map_err(|e| {
-                DataErrors(vec![RowError {
-                    file: path.display().to_string(),
-                    line: 0,
-                    message: format!("cannot read: {e}"),
-                }])
-            })
-        };
+        let read = |name: &str| csvrows::read_file(&dir.join(name));
         KnowledgeBase::parse(
             &read("codes.csv")?,
             &read("jobs.csv")?,

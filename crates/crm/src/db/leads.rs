@@ -230,6 +230,22 @@ pub(crate) async fn record(
     Ok(())
 }
 
+/// Marks a lead changed now (its audit entry is recorded by the caller).
+pub(crate) async fn touch(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    lead: &str,
+    now_ms: i64,
+) -> Result<(), DbError> {
+    sqlx::query("UPDATE leads SET updated_ms = $3 WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant)
+        .bind(lead)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Moves a lead forward to `to` (quoting, accepting, booking) unless it is already past it.
 pub(crate) async fn advance(
     conn: &mut AnyConnection,
@@ -262,12 +278,7 @@ pub(crate) async fn advance(
         )
         .await?;
     } else {
-        sqlx::query("UPDATE leads SET updated_ms = $3 WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(lead)
-            .bind(now_ms)
-            .execute(&mut *conn)
-            .await?;
+        touch(conn, tenant, lead, now_ms).await?;
     }
     Ok(())
 }
@@ -629,12 +640,7 @@ impl Db {
         }
         let mut tx = self.pool.begin().await?;
         lead_in(&mut tx, tenant, id).await?;
-        sqlx::query("UPDATE leads SET updated_ms = $3 WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(id)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
+        touch(&mut tx, tenant, id, now_ms).await?;
         record(&mut tx, tenant, id, now_ms, actor, "note", note.trim()).await?;
         let lead = lead_in(&mut tx, tenant, id).await?;
         tx.commit().await?;

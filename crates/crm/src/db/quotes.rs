@@ -3,7 +3,7 @@
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 
-use super::leads::{advance, record};
+use super::leads::{advance, record, touch};
 use super::{Db, DbError, int, json, small, text, to_json};
 use crate::lifecycle::Stage;
 use crate::quote::QuoteBody;
@@ -273,49 +273,8 @@ impl Db {
         actor: &str,
         now_ms: i64,
     ) -> Result<QuoteRecord, DbError> {
-        let mut tx = self.pool.begin().await?;
-        let quote = quote_in(&mut tx, tenant, id).await?;
-        if quote.state == QuoteState::Accepted && quote.accepted_option == option {
-            return Ok(quote);
-        }
-        if !matches!(quote.state, QuoteState::Draft | QuoteState::Sent) {
-            return Err(refuse(&quote, "accepted"));
-        }
-        if quote.body.option(option).is_none() {
-            return Err(DbError::Invalid(format!(
-                "quote {id} has no option {option:?}"
-            )));
-        }
-        sqlx::query("UPDATE quotes SET status = $3, accepted_option = $4, updated_ms = $5 WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(id)
-            .bind(QuoteState::Accepted.name())
-            .bind(option)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-        record(
-            &mut tx,
-            tenant,
-            &quote.lead_id,
-            now_ms,
-            actor,
-            "quote_accepted",
-            option,
-        )
-        .await?;
-        advance(
-            &mut tx,
-            tenant,
-            &quote.lead_id,
-            Stage::Accepted,
-            now_ms,
-            actor,
-        )
-        .await?;
-        let quote = quote_in(&mut tx, tenant, id).await?;
-        tx.commit().await?;
-        Ok(quote)
+        self.answer(tenant, id, QuoteState::Accepted, option, actor, now_ms)
+            .await
     }
 
     /// The owner declines; the lead stays open for the advisor to follow up or close.
@@ -327,38 +286,77 @@ impl Db {
         actor: &str,
         now_ms: i64,
     ) -> Result<QuoteRecord, DbError> {
+        self.answer(
+            tenant,
+            id,
+            QuoteState::Declined,
+            reason.trim(),
+            actor,
+            now_ms,
+        )
+        .await
+    }
+
+    /// Records the owner's answer: `Accepted` with the option's id, or `Declined` with the
+    /// reason. Giving the same answer again changes nothing; a draft or sent quote is the only
+    /// kind that takes one.
+    async fn answer(
+        &self,
+        tenant: &str,
+        id: &str,
+        to: QuoteState,
+        value: &str,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<QuoteRecord, DbError> {
+        let (column, action) = match to {
+            QuoteState::Accepted => ("accepted_option", "accepted"),
+            _ => ("decline_reason", "declined"),
+        };
         let mut tx = self.pool.begin().await?;
         let quote = quote_in(&mut tx, tenant, id).await?;
-        if quote.state == QuoteState::Declined {
+        let same = match to {
+            QuoteState::Accepted => quote.accepted_option == value,
+            _ => true,
+        };
+        if quote.state == to && same {
             return Ok(quote);
         }
         if !matches!(quote.state, QuoteState::Draft | QuoteState::Sent) {
-            return Err(refuse(&quote, "declined"));
+            return Err(refuse(&quote, action));
         }
-        sqlx::query("UPDATE quotes SET status = $3, decline_reason = $4, updated_ms = $5 WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(id)
-            .bind(QuoteState::Declined.name())
-            .bind(reason.trim())
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
+        if to == QuoteState::Accepted && quote.body.option(value).is_none() {
+            return Err(DbError::Invalid(format!(
+                "quote {id} has no option {value:?}"
+            )));
+        }
+        sqlx::query(&format!(
+            "UPDATE quotes SET status = $3, {column} = $4, updated_ms = $5
+             WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant)
+        .bind(id)
+        .bind(to.name())
+        .bind(value)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        let lead = &quote.lead_id;
         record(
             &mut tx,
             tenant,
-            &quote.lead_id,
+            lead,
             now_ms,
             actor,
-            "quote_declined",
-            reason.trim(),
+            &format!("quote_{action}"),
+            value,
         )
         .await?;
-        sqlx::query("UPDATE leads SET updated_ms = $3 WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(&quote.lead_id)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
+        if to == QuoteState::Accepted {
+            advance(&mut tx, tenant, lead, Stage::Accepted, now_ms, actor).await?;
+        } else {
+            touch(&mut tx, tenant, lead, now_ms).await?;
+        }
         let quote = quote_in(&mut tx, tenant, id).await?;
         tx.commit().await?;
         Ok(quote)
