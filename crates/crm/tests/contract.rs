@@ -925,6 +925,58 @@ async fn declines_are_recorded_and_lists_page_and_filter(fx: Fx) {
     );
 }
 
+async fn quote_page_says_what_is_wrong_with_a_link(fx: Fx) {
+    use telltale_e2e::rig::http_request;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(telltale_crm::web::serve(
+        listener,
+        fx.crm.clone(),
+        stop.clone(),
+    ));
+    let get = move |path: String| {
+        tokio::task::spawn_blocking(move || http_request(port, "GET", &path, None).unwrap())
+    };
+    let ingest = fx.who("north", Role::Integration).await;
+    let ann = fx.who("north", Role::Advisor).await;
+    let lead = fx
+        .crm
+        .create_lead(&ingest, dtc("k", "P0128"))
+        .await
+        .unwrap()
+        .lead;
+    let (_, url) = fx
+        .crm
+        .send_quote(&ann, &lead.quote_id, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let path = url.strip_prefix("http://quotes.test").unwrap().to_owned();
+    let (code, page) = get(path.clone()).await.unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("Can wait until your next service") && page.contains("USD 373.59"),
+        "{page}"
+    );
+    let (code, page) = get(format!("{path}x")).await.unwrap();
+    assert_eq!(code, 404);
+    assert!(page.contains("This link does not work"), "{page}");
+    let (code, _) = get("/q/".to_owned() + "garbage").await.unwrap();
+    assert_eq!(code, 404);
+    fx.advance(2 * HOUR);
+    let (code, page) = get(path).await.unwrap();
+    assert_eq!(code, 410);
+    assert!(
+        page.contains("has expired") && page.contains("Shop north-main on 555-0100"),
+        "{page}"
+    );
+    assert!(!page.contains("qt_"), "no internals on the page");
+    let (code, page) = get("/healthz".into()).await.unwrap();
+    assert_eq!((code, page.as_str()), (200, "ok\n"));
+    stop.cancel();
+    server.await.unwrap().unwrap();
+}
+
 /// Per simulator scenario and code: the "better" total (diagnosis + most likely repair),
 /// and the low and high ends of the range, worked out by hand from data/ at the fixture's
 /// shop ($150.00/h, $120.00 diagnosis, supplies 10 % of labor up to $40.00, tax 8.25 % on
@@ -1144,4 +1196,5 @@ on_both!(
     watchers_see_changes,
     simulator_scenarios_price_as_computed_by_hand,
     declines_are_recorded_and_lists_page_and_filter,
+    quote_page_says_what_is_wrong_with_a_link,
 );
