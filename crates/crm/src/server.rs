@@ -11,10 +11,16 @@ use crate::app::Crm;
 pub async fn run(
     crm: Arc<Crm>,
     grpc: TcpListener,
+    grpc_tls: Option<tonic::transport::Identity>,
     http: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let grpc_task = tokio::spawn(crate::grpc::serve(grpc, crm.clone(), shutdown.clone()));
+    let grpc_task = tokio::spawn(crate::grpc::serve(
+        grpc,
+        crm.clone(),
+        grpc_tls,
+        shutdown.clone(),
+    ));
     let http_task = tokio::spawn({
         let (crm, shutdown) = (crm.clone(), shutdown.clone());
         async move {

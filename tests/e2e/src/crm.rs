@@ -13,6 +13,8 @@ pub struct CrmServer {
     pub process: Running,
     pub grpc_port: u16,
     pub http_port: u16,
+    /// The gRPC API speaks TLS.
+    pub tls: bool,
     database_url: String,
     _dir: tempfile::TempDir,
 }
@@ -20,6 +22,12 @@ pub struct CrmServer {
 impl CrmServer {
     /// Serves on `database_url` (migrating it) and waits until both ports answer.
     pub fn start(database_url: &str) -> CrmServer {
+        CrmServer::start_with(database_url, &[])
+    }
+
+    /// As [`CrmServer::start`], with more `serve` flags (`--tls-cert-file` ... makes
+    /// [`CrmServer::grpc_url`] https).
+    pub fn start_with(database_url: &str, extra: &[&str]) -> CrmServer {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let key = dir.path().join("link.key");
         std::fs::write(&key, "e2e-link-key-0123456789abcdef0123456789")
@@ -28,20 +36,19 @@ impl CrmServer {
         let grpc = format!("127.0.0.1:{grpc_port}");
         let http = format!("127.0.0.1:{http_port}");
         let key = key.display().to_string();
-        let mut process = Running::start(
-            "telltale-crm",
-            &[
-                "serve",
-                "--database-url",
-                database_url,
-                "--grpc-listen",
-                &grpc,
-                "--http-listen",
-                &http,
-                "--link-key-file",
-                &key,
-            ],
-        );
+        let mut args = vec![
+            "serve",
+            "--database-url",
+            database_url,
+            "--grpc-listen",
+            &grpc,
+            "--http-listen",
+            &http,
+            "--link-key-file",
+            &key,
+        ];
+        args.extend_from_slice(extra);
+        let mut process = Running::start("telltale-crm", &args);
         wait_for("the CRM's ports", Duration::from_secs(30), || {
             process.assert_running();
             std::net::TcpStream::connect(("127.0.0.1", grpc_port)).is_ok()
@@ -51,13 +58,15 @@ impl CrmServer {
             process,
             grpc_port,
             http_port,
+            tls: extra.contains(&"--tls-cert-file"),
             database_url: database_url.to_owned(),
             _dir: dir,
         }
     }
 
     pub fn grpc_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.grpc_port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.grpc_port)
     }
 
     /// A new token (`advisor`, `manager` or `integration`) for `tenant`, made by

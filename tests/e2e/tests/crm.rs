@@ -14,7 +14,7 @@ use telltale_e2e::crm::CrmServer;
 use telltale_e2e::ingest::Ingest;
 use telltale_e2e::mqtt::Broker;
 use telltale_e2e::pg::Database;
-use telltale_e2e::rig::{AgentRig, simulator};
+use telltale_e2e::rig::{AgentRig, make_certs, simulator};
 use telltale_wire::crm::v1 as pb;
 use telltale_wire::crm::v1::catalog_service_client::CatalogServiceClient;
 use telltale_wire::crm::v1::lead_service_client::LeadServiceClient;
@@ -657,11 +657,34 @@ async fn owner_accepts_and_books_in_a_real_browser() {
 async fn a_fault_in_the_car_reaches_the_advisors_screen() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = Database::create();
-    let crm = CrmServer::start(&db.url);
+    // The CRM's API over TLS, with a certificate from the shipped test CA script.
+    make_certs(dir.path(), &[]);
+    let cert = dir.path().join("broker.crt").display().to_string();
+    let key = dir.path().join("broker.key").display().to_string();
+    let crm = CrmServer::start_with(&db.url, &["--tls-cert-file", &cert, "--tls-key-file", &key]);
     let manager = crm.token("fleet", "manager", "boss");
     let ingest_token = crm.token("fleet", "integration", "ingest");
     let advisor = crm.token("fleet", "advisor", "ann");
-    let ch = channel(&crm).await;
+    let ca = std::fs::read(dir.path().join("ca.crt")).expect("the CA");
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&ca));
+    let ch = Channel::from_shared(crm.grpc_url())
+        .expect("a URL")
+        .tls_config(tls)
+        .expect("TLS settings")
+        .connect()
+        .await
+        .expect("connect over TLS");
+    let plain = Channel::from_shared(format!("http://127.0.0.1:{}", crm.grpc_port))
+        .expect("a URL")
+        .connect()
+        .await;
+    if let Ok(plain) = plain {
+        let e = LeadServiceClient::new(plain)
+            .list_leads(req(&advisor, pb::ListLeadsRequest::default()))
+            .await;
+        assert!(e.is_err(), "plaintext to the TLS port must fail");
+    }
     CatalogServiceClient::new(ch.clone())
         .put_shop(req(&manager, shop("main")))
         .await
@@ -675,11 +698,25 @@ async fn a_fault_in_the_car_reaches_the_advisors_screen() {
 
     let broker = Broker::start_with("max_inflight_messages 1000\n");
     let crm_url = crm.grpc_url();
+    let config = dir.path().join("ingest.toml");
+    std::fs::write(
+        &config,
+        format!("[leads]\nca_file = {:?}\n", dir.path().join("ca.crt")),
+    )
+    .expect("write the ingest config");
+    let config = config.display().to_string();
     let _ingest = Ingest::start(
         &broker,
         &db.url,
         "ingest-crm-e2e",
-        &["--crm-url", &crm_url, "--crm-token", &ingest_token],
+        &[
+            "--config",
+            &config,
+            "--crm-url",
+            &crm_url,
+            "--crm-token",
+            &ingest_token,
+        ],
     );
     // At 400x the catalyst scenario confirms P0420 after about 2 s.
     let (_sim, link) = simulator(dir.path(), "catalyst", "400");
@@ -716,6 +753,20 @@ async fn a_fault_in_the_car_reaches_the_advisors_screen() {
         lead.idempotency_key.starts_with(&format!("{VIN}:P0420:")),
         "{}",
         lead.idempotency_key
+    );
+    // The advisor's command line over TLS, trusting the test CA.
+    let out = std::process::Command::new(telltale_e2e::binary("telltale-crm"))
+        .args(["leads", "list"])
+        .env("TELLTALE_CRM_URL", crm.grpc_url())
+        .env("TELLTALE_CRM_TOKEN", &advisor)
+        .env("TELLTALE_CRM_CA_FILE", dir.path().join("ca.crt"))
+        .output()
+        .expect("run telltale-crm leads list");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&lead.id),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     // The outbox row is marked sent once the CRM answered.
     telltale_e2e::wait_for(

@@ -76,10 +76,12 @@ fn invalid(message: String) -> Status {
 }
 
 /// Serves the gRPC API on `listener` until `shutdown` is cancelled; then stops accepting,
-/// ends watch streams and lets calls in flight finish.
+/// ends watch streams and lets calls in flight finish. With `tls` (a PEM certificate chain
+/// and key) it speaks only TLS.
 pub async fn serve(
     listener: TcpListener,
     crm: Arc<Crm>,
+    tls: Option<tonic::transport::Identity>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let api = Api::new(crm.clone(), shutdown.clone());
@@ -111,7 +113,11 @@ pub async fn serve(
             }
         }
     });
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(identity) = tls {
+        server = server.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+    }
+    server
         .add_service(health_service)
         .add_service(reflection)
         .add_service(LeadServiceServer::new(api.clone()))

@@ -28,6 +28,9 @@ pub(crate) struct ApiArgs {
         default_value = "http://127.0.0.1:50051"
     )]
     server: String,
+    /// CA certificate (PEM) to check an https:// server against, when it is not a public CA.
+    #[arg(long, env = "TELLTALE_CRM_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
     /// Bearer token (from `telltale-crm token create`).
     #[arg(long, env = "TELLTALE_CRM_TOKEN", hide_env_values = true)]
     token: String,
@@ -133,8 +136,16 @@ pub(crate) enum QuoteCommand {
 type Auth = Box<dyn FnMut(Request<()>) -> Result<Request<()>, Status> + Send>;
 
 async fn channel(api: &ApiArgs) -> anyhow::Result<(Channel, Auth)> {
-    let endpoint = Endpoint::from_shared(api.server.clone())
+    let mut endpoint = Endpoint::from_shared(api.server.clone())
         .with_context(|| format!("server address {:?}", api.server))?;
+    if api.server.starts_with("https://") {
+        let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
+        if let Some(ca) = &api.ca_file {
+            let pem = std::fs::read(ca).with_context(|| format!("--ca-file {}", ca.display()))?;
+            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+        }
+        endpoint = endpoint.tls_config(tls).context("TLS settings")?;
+    }
     let channel = endpoint
         .connect()
         .await

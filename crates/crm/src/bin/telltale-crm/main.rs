@@ -117,6 +117,13 @@ struct ServeArgs {
         default_value = "127.0.0.1:50051"
     )]
     grpc_listen: SocketAddr,
+    /// PEM certificate (chain) for the gRPC API: with it (and --tls-key-file) the API speaks
+    /// only TLS. Without, put it behind a TLS-terminating proxy or keep it on a private network.
+    #[arg(long, env = "TELLTALE_CRM_TLS_CERT_FILE", requires = "tls_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// The certificate's PEM private key.
+    #[arg(long, env = "TELLTALE_CRM_TLS_KEY_FILE", requires = "tls_cert_file")]
+    tls_key_file: Option<PathBuf>,
     /// Where the owner's quote page listens.
     #[arg(
         long,
@@ -240,6 +247,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("link key file {}", args.link_key_file.display()))?;
     let key = LinkKey::new(trim_newline(&key))
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.link_key_file.display()))?;
+    let tls = match (&args.tls_cert_file, &args.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            let read =
+                |p: &PathBuf| std::fs::read(p).with_context(|| format!("TLS file {}", p.display()));
+            Some(tonic::transport::Identity::from_pem(
+                read(cert)?,
+                read(key)?,
+            ))
+        }
+        _ => None,
+    };
     let data =
         Data::load(args.data_dir.as_deref()).map_err(|e| anyhow::anyhow!("reference data: {e}"))?;
     let db = open(&args.db, args.database_connections).await?;
@@ -259,6 +277,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         grpc = %grpc.local_addr()?,
         http = %http.local_addr()?,
         public_url = %public_url,
+        grpc_tls = args.tls_cert_file.is_some(),
         database = %telltale_service::config::redact_url(&args.db.database_url),
         codes = data.knowledge.len(),
         "telltale-crm serving"
@@ -271,7 +290,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         signal.cancel();
     });
-    telltale_crm::server::run(crm, grpc, http, shutdown).await?;
+    telltale_crm::server::run(crm, grpc, tls, http, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
