@@ -8,6 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::events::LeadChange;
 
 use crate::auth::{self, Action, Principal};
 use crate::catalog::{LaborGuide, PartsCatalog};
@@ -48,13 +51,6 @@ impl From<QuoteError> for AppError {
             other => AppError::Invalid(other.to_string()),
         }
     }
-}
-
-/// A lead that was created or changed, for `WatchLeads`.
-#[derive(Debug, Clone)]
-pub struct LeadChange {
-    pub created: bool,
-    pub lead: Lead,
 }
 
 /// A lead to raise, as a caller asks for it.
@@ -104,7 +100,7 @@ pub struct Crm {
     data: Arc<Data>,
     /// Per tenant: the catalog stamp it was loaded at, and the catalog.
     books: Mutex<HashMap<String, (i64, Arc<TenantCatalog>)>>,
-    events: broadcast::Sender<(String, LeadChange)>,
+    events: crate::events::Sender,
     links: LinkKey,
     public_url: String,
     clock: Clock,
@@ -187,17 +183,21 @@ impl Crm {
         self.events.subscribe()
     }
 
-    fn publish(&self, tenant: &str, created: bool, lead: Lead) {
-        // No watcher is fine.
-        let _ = self
-            .events
-            .send((tenant.to_owned(), LeadChange { created, lead }));
+    async fn publish(&self, tenant: &str, created: bool, lead: Lead) {
+        crate::events::announce(&self.db, &self.events, tenant, created, lead).await;
     }
 
     async fn publish_lead(&self, tenant: &str, lead_id: &str) {
         if let Ok(lead) = self.db.lead(tenant, lead_id).await {
-            self.publish(tenant, false, lead);
+            self.publish(tenant, false, lead).await;
         }
+    }
+
+    /// Starts relaying lead changes made by other replicas (PostgreSQL) to this process's
+    /// watchers, until `shutdown`.
+    pub async fn relay_changes(&self, shutdown: CancellationToken) -> Result<(), AppError> {
+        crate::events::relay(self.db.clone(), self.events.clone(), shutdown).await?;
+        Ok(())
     }
 
     fn id(prefix: &str) -> Result<String, AppError> {
@@ -333,7 +333,8 @@ impl Crm {
             .create_lead(&who.tenant, &new, &Self::id("ld_")?, &Self::id("qt_")?, now)
             .await?;
         if created.created || created.updated {
-            self.publish(&who.tenant, created.created, created.lead.clone());
+            self.publish(&who.tenant, created.created, created.lead.clone())
+                .await;
         }
         Ok(created)
     }
@@ -343,7 +344,7 @@ impl Crm {
             .db
             .assign(&who.tenant, id, advisor, &who.actor(), self.now())
             .await?;
-        self.publish(&who.tenant, false, lead.clone());
+        self.publish(&who.tenant, false, lead.clone()).await;
         Ok(lead)
     }
 
@@ -360,7 +361,7 @@ impl Crm {
             .set_status(&who.tenant, id, to, reason, &who.actor(), self.now())
             .await?;
         if lead.status != before.status {
-            self.publish(&who.tenant, false, lead.clone());
+            self.publish(&who.tenant, false, lead.clone()).await;
         }
         Ok(lead)
     }
@@ -370,7 +371,7 @@ impl Crm {
             .db
             .add_note(&who.tenant, id, text, &who.actor(), self.now())
             .await?;
-        self.publish(&who.tenant, false, lead.clone());
+        self.publish(&who.tenant, false, lead.clone()).await;
         Ok(lead)
     }
 

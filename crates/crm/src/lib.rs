@@ -14,7 +14,8 @@
 //!   role may do), [`link`] (the owner's signed, expiring link).
 //! - Where a row is stored: [`db`] (PostgreSQL or SQLite behind one set of queries; every
 //!   query scoped to a tenant).
-//! - The operations, each checked against the caller's token: [`app`].
+//! - The operations, each checked against the caller's token: [`app`]; lead changes to
+//!   every replica's watchers: [`events`].
 //! - The edges: [`grpc`] (the API, health, reflection; errors to status codes in one place),
 //!   [`web`] (the quote page), [`server`] (both side by side). The `telltale-crm` binary adds
 //!   the command line.
@@ -25,6 +26,7 @@ pub mod catalog;
 pub mod csvrows;
 pub mod data;
 pub mod db;
+pub mod events;
 pub mod grpc;
 pub mod knowledge;
 pub mod lifecycle;

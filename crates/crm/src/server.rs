@@ -15,6 +15,7 @@ pub async fn run(
     http: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    crm.relay_changes(shutdown.clone()).await?;
     let grpc_task = tokio::spawn(crate::grpc::serve(
         grpc,
         crm.clone(),

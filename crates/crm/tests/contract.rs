@@ -98,6 +98,9 @@ async fn fixture(backend: Backend) -> Fx {
         "http://quotes.test/",
     )
     .with_clock(move || clock.load(Ordering::SeqCst));
+    crm.relay_changes(tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap();
     Fx {
         crm: Arc::new(crm),
         now,

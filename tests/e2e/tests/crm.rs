@@ -779,3 +779,38 @@ async fn a_fault_in_the_car_reaches_the_advisors_screen() {
         },
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watchers_on_one_replica_see_leads_made_through_another() {
+    let db = Database::create();
+    let first = CrmServer::start(&db.url);
+    let second = CrmServer::start(&db.url);
+    let manager = first.token("acme", "manager", "boss");
+    let ingest = first.token("acme", "integration", "ingest");
+    let advisor = first.token("acme", "advisor", "ann");
+    CatalogServiceClient::new(channel(&first).await)
+        .put_shop(req(&manager, shop("main")))
+        .await
+        .expect("put shop");
+    let mut watch = LeadServiceClient::new(channel(&first).await)
+        .watch_leads(req(&advisor, pb::WatchLeadsRequest::default()))
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut through_second = LeadServiceClient::new(channel(&second).await);
+    let created = through_second
+        .create_lead(req(&ingest, dtc("k", VIN, "P0420")))
+        .await
+        .expect("create")
+        .into_inner();
+    let event = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("the first replica's watcher hears of it")
+        .expect("open")
+        .expect("ok");
+    assert_eq!(event.change, pb::lead_event::Change::Created as i32);
+    assert_eq!(
+        event.lead.expect("a lead").id,
+        created.lead.expect("a lead").id
+    );
+}

@@ -67,6 +67,7 @@ pub enum Backend {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    url: String,
 }
 
 impl Db {
@@ -119,7 +120,11 @@ impl Db {
                     .await?
             }
         };
-        Ok(Db { pool, backend })
+        Ok(Db {
+            pool,
+            backend,
+            url: url.to_owned(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -137,6 +142,22 @@ impl Db {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.pool).await,
         };
         result.map_err(|e| DbError::Sql(e.into()))
+    }
+
+    /// Where it connected (the lead-change listener opens its own connection there).
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// PostgreSQL `NOTIFY` on `channel`, delivered to every listener once the caller's
+    /// transaction (already committed here) is visible.
+    pub(crate) async fn notify(&self, channel: &str, payload: &str) -> Result<(), DbError> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(channel)
+            .bind(payload)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// True when the database answers (the health check).
