@@ -9,11 +9,10 @@
 //! `curl` needs, and it keeps a web framework out of a program that must fit a dongle.
 //! Bind it to localhost unless the network around the dongle is trusted.
 
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use telltale_service::http::{self, Reply};
+use telltale_service::http::{self, Exposition, Reply};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -82,106 +81,99 @@ pub fn resident_bytes() -> Option<u64> {
 
 /// The Prometheus text rendering of a snapshot.
 pub fn metrics(doc: &StatusDoc) -> String {
-    let mut out = String::new();
-    let mut put = |name: &str, help: &str, kind: &str, samples: &[(&str, u64)]| {
-        let _ = writeln!(out, "# HELP telltale_agent_{name} {help}");
-        let _ = writeln!(out, "# TYPE telltale_agent_{name} {kind}");
-        for (labels, v) in samples {
-            let _ = writeln!(out, "telltale_agent_{name}{labels} {v}");
-        }
-    };
+    let mut out = Exposition::new("telltale_agent_");
     let b = |v: bool| u64::from(v);
-    put(
+    out.family(
         "uptime_seconds",
         "Seconds since the agent started.",
         "gauge",
         &[("", doc.uptime_s)],
     );
-    put(
+    out.family(
         "last_seq",
         "The last uplink sequence number stored this boot.",
         "counter",
         &[("", doc.last_seq)],
     );
-    put(
+    out.family(
         "vehicle_awake",
         "1 while the ECUs answer.",
         "gauge",
         &[("", b(doc.vehicle.awake))],
     );
-    put(
+    out.family(
         "requests_total",
         "Diagnostic requests sent.",
         "counter",
         &[("", doc.vehicle.requests_sent)],
     );
-    put(
+    out.family(
         "requests_unanswered_total",
         "Diagnostic requests nothing answered.",
         "counter",
         &[("", doc.vehicle.requests_unanswered)],
     );
-    put(
+    out.family(
         "samples_total",
         "Signal samples made.",
         "counter",
         &[("", doc.vehicle.samples_made)],
     );
-    put(
+    out.family(
         "dtc_reports_total",
         "DTC reports made.",
         "counter",
         &[("", doc.vehicle.dtc_reports_made)],
     );
-    put(
+    out.family(
         "mqtt_connected",
         "1 while connected to the broker.",
         "gauge",
         &[("", b(doc.mqtt.connected))],
     );
-    put(
+    out.family(
         "mqtt_connects_total",
         "Successful connections to the broker.",
         "counter",
         &[("", doc.mqtt.connects)],
     );
-    put(
+    out.family(
         "mqtt_published_total",
         "Spooled messages published (including republished).",
         "counter",
         &[("", doc.mqtt.published)],
     );
-    put(
+    out.family(
         "mqtt_acked_total",
         "Spooled messages the broker acknowledged.",
         "counter",
         &[("", doc.mqtt.acked)],
     );
-    put(
+    out.family(
         "mqtt_refused_total",
         "Messages the broker acknowledged with a failure reason.",
         "counter",
         &[("", doc.mqtt.refused)],
     );
-    put(
+    out.family(
         "commands_total",
         "Command messages received.",
         "counter",
         &[("", doc.mqtt.commands_received)],
     );
-    put(
+    out.family(
         "spool_messages",
         "Messages in the spool.",
         "gauge",
         &[("", doc.spool.messages)],
     );
-    put(
+    out.family(
         "spool_bytes",
         "Bytes of messages in the spool.",
         "gauge",
         &[("", doc.spool.bytes)],
     );
-    put(
+    out.family(
         "spool_in_flight",
         "Spooled messages awaiting PUBACK.",
         "gauge",
@@ -197,21 +189,21 @@ pub fn metrics(doc: &StatusDoc) -> String {
         .zip(&labels)
         .map(|(c, l)| (l.as_str(), doc.spool.dropped[*c as usize]))
         .collect();
-    put(
+    out.family(
         "spool_dropped_total",
         "Messages dropped to keep the spool within its size.",
         "counter",
         &dropped,
     );
     if let Some(rss) = doc.resident_bytes {
-        put(
+        out.family(
             "resident_memory_bytes",
             "Resident memory of the agent process.",
             "gauge",
             &[("", rss)],
         );
     }
-    out
+    out.finish()
 }
 
 fn class_name(c: Class) -> &'static str {

@@ -21,6 +21,7 @@ use crate::db::{
 };
 use crate::knowledge;
 use crate::link::{Claims, LinkError, LinkKey};
+use crate::metrics::bump;
 use crate::pricing::{self, PriceBook, Vehicle};
 use crate::quote::{OptionDraft, QuoteBody, QuoteError, price_options};
 use crate::slots::Slot;
@@ -101,6 +102,7 @@ pub struct Crm {
     /// Per tenant: the catalog stamp it was loaded at, and the catalog.
     books: Mutex<HashMap<String, (i64, Arc<TenantCatalog>)>>,
     events: crate::events::Sender,
+    pub metrics: crate::metrics::Metrics,
     links: LinkKey,
     public_url: String,
     clock: Clock,
@@ -134,6 +136,7 @@ impl Crm {
             data,
             books: Mutex::new(HashMap::new()),
             events: broadcast::channel(4096).0,
+            metrics: crate::metrics::Metrics::default(),
             links,
             public_url: public_url.trim_end_matches('/').to_owned(),
             clock: Arc::new(system_clock),
@@ -157,6 +160,21 @@ impl Crm {
     /// Checks a bearer token (the `authorization` header's value) and the role's right to
     /// `action`.
     pub async fn authorize(
+        &self,
+        header: Option<&str>,
+        action: Action,
+    ) -> Result<Principal, AppError> {
+        let result = self.check_token(header, action).await;
+        if matches!(
+            result,
+            Err(AppError::Unauthenticated(_) | AppError::Forbidden(_))
+        ) {
+            bump(&self.metrics.auth_failures);
+        }
+        result
+    }
+
+    async fn check_token(
         &self,
         header: Option<&str>,
         action: Action,
@@ -332,6 +350,11 @@ impl Crm {
             .db
             .create_lead(&who.tenant, &new, &Self::id("ld_")?, &Self::id("qt_")?, now)
             .await?;
+        if created.created {
+            bump(&self.metrics.leads_created);
+        } else if created.updated {
+            bump(&self.metrics.leads_merged);
+        }
         if created.created || created.updated {
             self.publish(&who.tenant, created.created, created.lead.clone())
                 .await;
@@ -344,6 +367,7 @@ impl Crm {
             .db
             .assign(&who.tenant, id, advisor, &who.actor(), self.now())
             .await?;
+        bump(&self.metrics.lead_changes);
         self.publish(&who.tenant, false, lead.clone()).await;
         Ok(lead)
     }
@@ -361,6 +385,7 @@ impl Crm {
             .set_status(&who.tenant, id, to, reason, &who.actor(), self.now())
             .await?;
         if lead.status != before.status {
+            bump(&self.metrics.lead_changes);
             self.publish(&who.tenant, false, lead.clone()).await;
         }
         Ok(lead)
@@ -371,6 +396,7 @@ impl Crm {
             .db
             .add_note(&who.tenant, id, text, &who.actor(), self.now())
             .await?;
+        bump(&self.metrics.lead_changes);
         self.publish(&who.tenant, false, lead.clone()).await;
         Ok(lead)
     }
@@ -414,6 +440,7 @@ impl Crm {
             .send_quote(&who.tenant, id, &nonce, expires_ms, &who.actor(), now)
             .await?;
         let url = self.link_url(&quote);
+        bump(&self.metrics.quotes_sent);
         self.publish_lead(&who.tenant, &quote.lead_id).await;
         Ok((quote, url))
     }
@@ -439,6 +466,7 @@ impl Crm {
             .db
             .accept_quote(tenant, id, option, actor, self.now())
             .await?;
+        bump(&self.metrics.quotes_accepted);
         self.publish_lead(tenant, &quote.lead_id).await;
         Ok(quote)
     }
@@ -454,6 +482,7 @@ impl Crm {
             .db
             .decline_quote(tenant, id, reason, actor, self.now())
             .await?;
+        bump(&self.metrics.quotes_declined);
         self.publish_lead(tenant, &quote.lead_id).await;
         Ok(quote)
     }
@@ -509,6 +538,7 @@ impl Crm {
                 self.now(),
             )
             .await?;
+        bump(&self.metrics.appointments);
         self.publish_lead(tenant, &quote.lead_id).await;
         Ok(appointment)
     }
@@ -516,6 +546,20 @@ impl Crm {
     /// Opens an owner's link: checks its signature, expiry and that it is the quote's current
     /// link.
     pub async fn open_link(&self, token: &str) -> Result<OwnerView, LinkProblem> {
+        let result = self.check_link(token).await;
+        let m = &self.metrics;
+        bump(match &result {
+            Ok(_) => &m.links_opened,
+            Err(LinkProblem::Link(LinkError::Expired { .. })) => &m.links_expired,
+            Err(LinkProblem::Replaced) => &m.links_replaced,
+            Err(LinkProblem::Link(LinkError::Tampered)) => &m.links_damaged,
+            Err(LinkProblem::App(AppError::Db(DbError::NotFound(_)))) => &m.links_damaged,
+            Err(LinkProblem::App(_)) => return result,
+        });
+        result
+    }
+
+    async fn check_link(&self, token: &str) -> Result<OwnerView, LinkProblem> {
         let claims = self.links.verify(token, self.now())?;
         let quote = self
             .db

@@ -31,6 +31,7 @@ pub mod grpc;
 pub mod knowledge;
 pub mod lifecycle;
 pub mod link;
+pub mod metrics;
 pub mod money;
 pub mod pricing;
 pub mod quote;

@@ -144,6 +144,7 @@ fn problem_page(problem: LinkProblem, shop_contact: Option<String>) -> Response 
              Open it again from the message the shop sent you, making sure it is copied whole.</p></div>",
         ),
         LinkProblem::App(e) => {
+            crate::metrics::bump(&crate::metrics::DATABASE_ERRORS);
             tracing::error!(cause = %e, "quote page");
             page(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -1,9 +1,9 @@
 //! The ingest's numbers (atomics the pipeline bumps) and their Prometheus text rendering.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use telltale_service::http::Exposition;
 use telltale_store::IngestOutcome;
 use telltale_wire::topic::Kind;
 
@@ -87,165 +87,153 @@ impl Metrics {
 
     /// The Prometheus text exposition of everything.
     pub fn render(&self) -> String {
-        let mut out = String::new();
+        let mut out = Exposition::new("telltale_ingest_");
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let mut put = |name: &str, help: &str, kind: &str, samples: &[(String, u64)]| {
-            let _ = writeln!(out, "# HELP telltale_ingest_{name} {help}");
-            let _ = writeln!(out, "# TYPE telltale_ingest_{name} {kind}");
-            for (labels, v) in samples {
-                let _ = writeln!(out, "telltale_ingest_{name}{labels} {v}");
-            }
-        };
-        let one = |v: u64| vec![(String::new(), v)];
+        let one = |v: u64| [("", v)];
         let mut by_kind: Vec<(String, u64)> = Kind::ALL
             .iter()
             .filter(|k| k.is_uplink())
             .map(|k| (format!("{{kind=\"{k}\"}}"), self.received_of(*k)))
             .collect();
         by_kind.push(("{kind=\"unknown\"}".into(), g(&self.received_unknown)));
-        put(
+        out.family(
             "messages_total",
             "Messages received, by topic kind.",
             "counter",
             &by_kind,
         );
-        put(
+        out.family(
             "dead_letters_total",
             "Messages refused and kept as dead letters.",
             "counter",
             &one(g(&self.dead_letters)),
         );
-        put(
+        out.family(
             "clock_flagged_total",
             "Messages whose device time was implausibly far from the receive time (kept).",
             "counter",
             &one(g(&self.clock_flagged)),
         );
-        put(
+        out.family(
             "stored_messages_total",
             "Messages stored for the first time.",
             "counter",
             &one(g(&self.new_messages)),
         );
-        put(
+        out.family(
             "duplicates_total",
             "Redelivered messages the store already had.",
             "counter",
             &one(g(&self.duplicates)),
         );
-        put(
+        out.family(
             "samples_total",
             "Telemetry sample rows written.",
             "counter",
             &one(g(&self.samples)),
         );
-        put(
+        out.family(
             "dtc_events_total",
             "DTC event rows written.",
             "counter",
             &one(g(&self.dtc_events)),
         );
-        put(
+        out.family(
             "leads_total",
             "Leads written to the outbox.",
             "counter",
             &one(g(&self.leads)),
         );
-        put(
+        out.family(
             "gaps_total",
             "Sequence gaps recorded.",
             "counter",
             &one(g(&self.gaps)),
         );
-        put(
+        out.family(
             "batches_total",
             "Batches committed.",
             "counter",
             &one(g(&self.batches)),
         );
-        put(
+        out.family(
             "store_errors_total",
             "Failed store writes (each is retried).",
             "counter",
             &one(g(&self.store_errors)),
         );
-        put(
+        out.family(
             "acked_total",
             "Messages acknowledged to the broker after commit.",
             "counter",
             &one(g(&self.acked)),
         );
-        put(
+        out.family(
             "in_flight",
             "Messages received and not yet acknowledged.",
             "gauge",
             &one(g(&self.in_flight)),
         );
-        put(
+        out.family(
             "mqtt_connected",
             "1 while connected to the broker.",
             "gauge",
             &one(g(&self.mqtt_connected)),
         );
-        put(
+        out.family(
             "mqtt_connects_total",
             "Successful connections to the broker.",
             "counter",
             &one(g(&self.mqtt_connects)),
         );
-        put(
+        out.family(
             "leads_sent_total",
             "Leads delivered to the CRM from the outbox.",
             "counter",
             &one(g(&self.leads_sent)),
         );
-        put(
+        out.family(
             "lead_send_failures_total",
             "CreateLead calls that failed; the lead stays in the outbox and is retried.",
             "counter",
             &one(g(&self.lead_send_failures)),
         );
-        put(
+        out.family(
             "maintenance_errors_total",
             "Failed partition and retention maintenance runs.",
             "counter",
             &one(g(&self.maintenance_errors)),
         );
-        put(
+        out.family::<&str, u64>(
             "commit_lag_seconds",
             "For the last batch: from its oldest message's arrival to its commit.",
             "gauge",
             &[],
         );
-        let _ = writeln!(
-            out,
-            "telltale_ingest_commit_lag_seconds {:.3}",
-            g(&self.last_commit_lag_ms) as f64 / 1000.0
+        out.sample(
+            "commit_lag_seconds",
+            format!("{:.3}", g(&self.last_commit_lag_ms) as f64 / 1000.0),
         );
-        let _ = writeln!(
-            out,
-            "# HELP telltale_ingest_batch_write_seconds Time to write one batch to the store."
+        out.family::<&str, u64>(
+            "batch_write_seconds",
+            "Time to write one batch to the store.",
+            "histogram",
+            &[],
         );
-        let _ = writeln!(out, "# TYPE telltale_ingest_batch_write_seconds histogram");
         for (bound, count) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
-            let _ = writeln!(
-                out,
-                "telltale_ingest_batch_write_seconds_bucket{{le=\"{bound}\"}} {}",
-                g(count)
+            out.sample(
+                &format!("batch_write_seconds_bucket{{le=\"{bound}\"}}"),
+                g(count),
             );
         }
         let count = g(&self.latency_count);
-        let _ = writeln!(
-            out,
-            "telltale_ingest_batch_write_seconds_bucket{{le=\"+Inf\"}} {count}"
+        out.sample("batch_write_seconds_bucket{le=\"+Inf\"}", count);
+        out.sample(
+            "batch_write_seconds_sum",
+            format!("{:.6}", g(&self.latency_sum_us) as f64 / 1e6),
         );
-        let _ = writeln!(
-            out,
-            "telltale_ingest_batch_write_seconds_sum {:.6}",
-            g(&self.latency_sum_us) as f64 / 1e6
-        );
-        let _ = writeln!(out, "telltale_ingest_batch_write_seconds_count {count}");
-        out
+        out.sample("batch_write_seconds_count", count);
+        out.finish()
     }
 }
 

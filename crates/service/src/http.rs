@@ -157,3 +157,75 @@ mod tests {
         server.await.unwrap();
     }
 }
+
+/// Prometheus' text exposition format, built one metric family at a time; every name gets the
+/// program's prefix (`telltale_ingest_`, ...).
+#[derive(Debug)]
+pub struct Exposition {
+    prefix: &'static str,
+    out: String,
+}
+
+impl Exposition {
+    pub fn new(prefix: &'static str) -> Exposition {
+        Exposition {
+            prefix,
+            out: String::new(),
+        }
+    }
+
+    /// A family: its HELP and TYPE lines, then one line per sample, each `(labels, value)`
+    /// with labels written as Prometheus does (`{code="ok"}`, or empty).
+    pub fn family<L: AsRef<str>, V: std::fmt::Display>(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: &str,
+        samples: &[(L, V)],
+    ) {
+        use std::fmt::Write as _;
+        let p = self.prefix;
+        let _ = writeln!(self.out, "# HELP {p}{name} {help}");
+        let _ = writeln!(self.out, "# TYPE {p}{name} {kind}");
+        for (labels, value) in samples {
+            self.sample(&format!("{name}{}", labels.as_ref()), value);
+        }
+    }
+
+    /// One more sample line, for families whose lines differ in name (a histogram's
+    /// `_bucket`, `_sum` and `_count`).
+    pub fn sample(&mut self, name_and_labels: &str, value: impl std::fmt::Display) {
+        use std::fmt::Write as _;
+        let _ = writeln!(self.out, "{}{name_and_labels} {value}", self.prefix);
+    }
+
+    pub fn finish(self) -> String {
+        self.out
+    }
+}
+
+#[cfg(test)]
+mod exposition_tests {
+    use super::Exposition;
+
+    #[test]
+    fn families_and_samples_carry_the_prefix() {
+        let mut e = Exposition::new("t_");
+        e.family("hits_total", "Hits.", "counter", &[("", 3)]);
+        e.family(
+            "errors_total",
+            "Errors.",
+            "counter",
+            &[("{code=\"x\"}", 1), ("{code=\"y\"}", 2)],
+        );
+        e.family::<&str, u64>("lag_seconds", "Lag.", "gauge", &[]);
+        e.sample("lag_seconds", 0.25);
+        assert_eq!(
+            e.finish(),
+            "# HELP t_hits_total Hits.\n# TYPE t_hits_total counter\nt_hits_total 3\n\
+             # HELP t_errors_total Errors.\n# TYPE t_errors_total counter\n\
+             t_errors_total{code=\"x\"} 1\nt_errors_total{code=\"y\"} 2\n\
+             # HELP t_lag_seconds Lag.\n# TYPE t_lag_seconds gauge\nt_lag_seconds 0.25\n"
+        );
+    }
+}

@@ -13,6 +13,7 @@ pub struct CrmServer {
     pub process: Running,
     pub grpc_port: u16,
     pub http_port: u16,
+    pub metrics_port: u16,
     /// The gRPC API speaks TLS.
     pub tls: bool,
     database_url: String,
@@ -32,9 +33,10 @@ impl CrmServer {
         let key = dir.path().join("link.key");
         std::fs::write(&key, "e2e-link-key-0123456789abcdef0123456789")
             .expect("write the link key");
-        let (grpc_port, http_port) = (free_port(), free_port());
+        let (grpc_port, http_port, metrics_port) = (free_port(), free_port(), free_port());
         let grpc = format!("127.0.0.1:{grpc_port}");
         let http = format!("127.0.0.1:{http_port}");
+        let metrics = format!("127.0.0.1:{metrics_port}");
         let key = key.display().to_string();
         let mut args = vec![
             "serve",
@@ -46,6 +48,8 @@ impl CrmServer {
             &http,
             "--link-key-file",
             &key,
+            "--metrics-listen",
+            &metrics,
         ];
         args.extend_from_slice(extra);
         let mut process = Running::start("telltale-crm", &args);
@@ -58,10 +62,16 @@ impl CrmServer {
             process,
             grpc_port,
             http_port,
+            metrics_port,
             tls: extra.contains(&"--tls-cert-file"),
             database_url: database_url.to_owned(),
             _dir: dir,
         }
+    }
+
+    /// The `/metrics` text.
+    pub fn metrics(&self) -> String {
+        crate::rig::http_get(self.metrics_port, "/metrics").expect("the CRM's /metrics")
     }
 
     pub fn grpc_url(&self) -> String {

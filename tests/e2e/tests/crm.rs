@@ -405,6 +405,19 @@ async fn grpc_api_health_reflection_scopes_and_tenancy() {
         String::from_utf8_lossy(&out.stderr).contains("100%"),
         "a progress bar"
     );
+    let metrics = crm.metrics();
+    for line in [
+        "telltale_crm_leads_created_total 1",
+        "telltale_crm_leads_merged_total 0",
+        "telltale_crm_watchers 2",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    let failures = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("telltale_crm_auth_failures_total "))
+        .expect("auth failures");
+    assert!(failures.parse::<u64>().expect("a number") >= 3, "{metrics}");
     let labor = catalog
         .list_labor(req(&advisor, pb::ListLaborRequest {}))
         .await
@@ -650,6 +663,18 @@ async fn owner_accepts_and_books_in_a_real_browser() {
         replaced.contains("A newer quote was sent") && replaced.contains("555-0100"),
         "{replaced}"
     );
+    // What an operator sees of it.
+    let metrics = crm.metrics();
+    for line in [
+        "telltale_crm_leads_created_total 2",
+        "telltale_crm_quotes_total{event=\"sent\"} 3",
+        "telltale_crm_quotes_total{event=\"accepted\"} 1",
+        "telltale_crm_appointments_total 1",
+        "telltale_crm_quote_links_total{result=\"damaged\"} 1",
+        "telltale_crm_quote_links_total{result=\"replaced\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
     eprintln!("screenshots in {}", shots.display());
 }
 

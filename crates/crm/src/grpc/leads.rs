@@ -16,6 +16,18 @@ use crate::auth::Action;
 use crate::db::LeadFilter;
 
 const PAGE_DEFAULT: u32 = 50;
+
+/// Counts a `WatchLeads` stream down when it ends, however it ends.
+struct Watching(std::sync::Arc<crate::app::Crm>);
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.0
+            .metrics
+            .watchers
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 const PAGE_MAX: u32 = 500;
 
 fn page_token(next: Option<(i64, String)>) -> String {
@@ -164,7 +176,10 @@ impl LeadService for Api {
         let mut events = self.crm.subscribe();
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let shutdown = self.shutdown.clone();
+        let crm = self.crm.clone();
         tokio::spawn(async move {
+            crate::metrics::bump(&crm.metrics.watchers);
+            let _open = Watching(crm);
             loop {
                 let event = tokio::select! {
                     () = tx.closed() => return,

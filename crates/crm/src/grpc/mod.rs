@@ -46,6 +46,7 @@ pub fn status(err: AppError) -> Status {
         AppError::Db(DbError::Precondition(m)) => Status::failed_precondition(m),
         AppError::Db(DbError::Invalid(m)) => Status::invalid_argument(m),
         AppError::Db(e @ (DbError::Corrupt(_) | DbError::Sql(_))) => {
+            crate::metrics::bump(&crate::metrics::DATABASE_ERRORS);
             tracing::error!(cause = %e, "database error");
             Status::unavailable("the CRM's database is unavailable or failed; retry later")
         }

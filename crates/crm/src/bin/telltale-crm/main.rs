@@ -124,6 +124,13 @@ struct ServeArgs {
     /// The certificate's PEM private key.
     #[arg(long, env = "TELLTALE_CRM_TLS_KEY_FILE", requires = "tls_cert_file")]
     tls_key_file: Option<PathBuf>,
+    /// Where Prometheus reads `/metrics` (keep it off the public network); empty disables.
+    #[arg(
+        long,
+        env = "TELLTALE_CRM_METRICS_LISTEN",
+        default_value = "127.0.0.1:9467"
+    )]
+    metrics_listen: String,
     /// Where the owner's quote page listens.
     #[arg(
         long,
@@ -284,6 +291,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let crm = Arc::new(Crm::new(db, Arc::new(data), key, &public_url));
     let shutdown = CancellationToken::new();
+    if !args.metrics_listen.is_empty() {
+        let addr: SocketAddr = args
+            .metrics_listen
+            .parse()
+            .with_context(|| format!("--metrics-listen {:?}", args.metrics_listen))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("metrics listen {addr}"))?;
+        tracing::info!(%addr, "metrics on /metrics");
+        let crm = crm.clone();
+        tokio::spawn(telltale_service::http::serve(
+            listener,
+            shutdown.clone(),
+            &["/metrics"],
+            move |path| {
+                (path == "/metrics")
+                    .then(|| telltale_service::http::Reply::prometheus(crm.metrics.render()))
+            },
+        ));
+    }
     let signal = shutdown.clone();
     tokio::spawn(async move {
         telltale_service::process::shutdown_signal().await;
