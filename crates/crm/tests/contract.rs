@@ -270,6 +270,36 @@ async fn tenants_cannot_see_each_other(fx: Fx) {
         .unwrap()
         .lead;
     let db = fx.crm.db();
+    // Customers and vehicles are the tenant's own too, even for the same VIN.
+    let customer = telltale_crm::db::Customer {
+        id: "c1".into(),
+        name: "Pat Owner".into(),
+        phone: "555-0111".into(),
+        email: String::new(),
+    };
+    db.put_customer("north", &customer).await.unwrap();
+    let car = telltale_crm::db::VehicleRecord {
+        vin: VIN.into(),
+        customer_id: "c1".into(),
+        ..Default::default()
+    };
+    db.put_vehicle("north", &car).await.unwrap();
+    assert!(matches!(
+        db.customer("south", "c1").await,
+        Err(DbError::NotFound(_))
+    ));
+    assert!(matches!(
+        db.vehicle("south", VIN).await,
+        Err(DbError::NotFound(_))
+    ));
+    assert!(
+        matches!(
+            db.put_vehicle("south", &car).await,
+            Err(DbError::NotFound(_))
+        ),
+        "south cannot point a vehicle at north's customer"
+    );
+    assert_eq!(db.vehicle("north", VIN).await.unwrap().customer_id, "c1");
     assert!(matches!(
         db.lead("south", &lead.id).await,
         Err(DbError::NotFound(_))
