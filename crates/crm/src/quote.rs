@@ -320,3 +320,105 @@ impl QuoteBody {
         self.options.iter().find(|o| o.id == id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Currency;
+
+    fn shop() -> Shop {
+        let usd = |m| Money::new(m, Currency::parse("USD").unwrap());
+        Shop {
+            labor_rate: usd(10_000),
+            diagnostic_fee: usd(5_000),
+            supplies_bp: 500,
+            supplies_cap: usd(1_000),
+            tax_bp: 1_000,
+            tax_labor: true,
+        }
+    }
+
+    fn line(kind: LineKind, quantity: u32, unit_minor: i64, job: &str) -> QuoteLine {
+        QuoteLine {
+            kind,
+            description: "x".into(),
+            quantity,
+            unit_minor,
+            amount_minor: 0,
+            job: job.into(),
+        }
+    }
+
+    fn draft(id: &str, lines: Vec<QuoteLine>) -> OptionDraft {
+        OptionDraft {
+            id: id.into(),
+            title: "T".into(),
+            includes: String::new(),
+            lines,
+            recommended: false,
+        }
+    }
+
+    #[test]
+    fn supplies_and_tax_are_per_job_and_recomputed() {
+        let o = price_option(
+            &shop(),
+            draft(
+                "a",
+                vec![
+                    line(LineKind::Fee, 1, 5_000, ""),
+                    line(LineKind::Part, 2, 1_000, "j1"),
+                    line(LineKind::Labor, 30, 10_000, "j1"),
+                    line(LineKind::Tax, 1, 999_999, "j1"),
+                    line(LineKind::Labor, 5, 10_000, "j2"),
+                ],
+            ),
+        )
+        .unwrap();
+        // Fee 50.00 + tax 10 % (labor taxed) 5.00 = 55.00. j1: parts 20.00, labor 3.0 h =
+        // 300.00, supplies 5 % = 15.00 capped at 10.00, tax 10 % of 330.00 = 33.00 → 363.00.
+        // j2: labor 50.00, supplies 2.50, tax 5.25 → 57.75. Total 475.75; the stray tax line
+        // is dropped and recomputed.
+        assert_eq!(o.total_minor, 47_575);
+        assert_eq!(
+            o.lines.iter().filter(|l| l.kind == LineKind::Tax).count(),
+            3
+        );
+        assert_eq!(
+            o.lines.iter().map(|l| l.amount_minor).sum::<i64>(),
+            o.total_minor
+        );
+    }
+
+    #[test]
+    fn bad_drafts_are_named() {
+        let s = shop();
+        let err = |d| price_options(&s, vec![d]).unwrap_err().to_string();
+        assert!(
+            err(draft("a", vec![line(LineKind::Part, 0, 1, "j")])).contains("line 1: quantity")
+        );
+        assert!(
+            err(draft(
+                "a",
+                vec![
+                    line(LineKind::Fee, 1, 1, ""),
+                    line(LineKind::Part, 1, -5, "j")
+                ]
+            ))
+            .contains("line 2: a price cannot be negative")
+        );
+        assert!(err(draft("", vec![])).contains("needs an id and a title"));
+        let twice = price_options(&s, vec![draft("a", vec![]), draft("a", vec![])]).unwrap_err();
+        assert_eq!(twice, QuoteError::DuplicateOption("a".into()));
+        assert_eq!(
+            price_options(&s, vec![]).unwrap_err(),
+            QuoteError::NoOptions
+        );
+        let one = price_options(&s, vec![draft("a", vec![]), draft("b", vec![])]).unwrap();
+        assert_eq!(
+            one.iter().filter(|o| o.recommended).count(),
+            1,
+            "exactly one is recommended"
+        );
+    }
+}
