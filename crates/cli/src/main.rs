@@ -2,6 +2,7 @@
 //!
 //! - `telltale decode FILE` turns a `candump -L` log into one JSON object per diagnostic request
 //!   and response ([`decode`]).
+//! - `telltale demo` runs the whole system on one machine with simulated cars ([`demo`]).
 //! - `telltale command ...` signs and sends a downlink command to one vehicle and prints its
 //!   result, and makes the key that signs commands ([`command`]).
 //!
@@ -9,6 +10,7 @@
 
 mod command;
 mod decode;
+mod demo;
 mod scan;
 
 use std::path::PathBuf;
@@ -50,6 +52,10 @@ enum Command {
     /// on stdout says why), 1 when no result could be had (broker unreachable, timeout).
     #[command(name = "command")]
     Cmd(command::CommandArgs),
+    /// Run the whole system on this machine: an embedded MQTT broker, the ingest on SQLite,
+    /// the CRM with its quote page, and simulated cars each read by a real agent; print each
+    /// fault as it becomes a lead with a quote and the owner's link. Ctrl-C stops.
+    Demo(Box<demo::DemoArgs>),
 }
 
 fn main() -> ExitCode {
@@ -57,7 +63,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rumqttd=off")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -69,6 +75,9 @@ fn main() -> ExitCode {
             Ok(code) => return code,
             Err(err) => Err(err),
         },
+        Command::Demo(args) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(demo::run(*args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
