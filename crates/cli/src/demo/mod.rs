@@ -301,7 +301,23 @@ listen = ""
         &crm_url,
         &advisor_token,
     );
-    tasks.spawn(show::leads(crm.clone(), advisor, events, shutdown.clone()));
+    let names = cars
+        .iter()
+        .map(|(_, s)| {
+            let id = &s.identity;
+            (
+                id.vin.to_string(),
+                format!("{} {} {}", id.year, id.make, id.model),
+            )
+        })
+        .collect();
+    tasks.spawn(show::leads(
+        crm.clone(),
+        advisor,
+        names,
+        events,
+        shutdown.clone(),
+    ));
 
     let deadline = async {
         match args.duration {

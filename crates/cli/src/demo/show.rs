@@ -56,6 +56,7 @@ fn money(minor: i64, currency: &str) -> String {
 pub(crate) async fn leads(
     crm: Arc<Crm>,
     advisor: Principal,
+    cars: HashMap<String, String>,
     mut events: broadcast::Receiver<(String, LeadChange)>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -77,7 +78,8 @@ pub(crate) async fn leads(
         if tenant != advisor.tenant || !change.created {
             continue;
         }
-        if let Err(e) = print_lead(&crm, &advisor, &change.lead, start, &mut shops).await {
+        let car = cars.get(&change.lead.vin).map_or("", String::as_str);
+        if let Err(e) = print_lead(&crm, &advisor, &change.lead, car, start, &mut shops).await {
             println!("lead {}: cannot show its quote: {e}", change.lead.id);
         }
     }
@@ -87,6 +89,7 @@ async fn print_lead(
     crm: &Crm,
     advisor: &Principal,
     lead: &Lead,
+    car: &str,
     start: Instant,
     shops: &mut HashMap<String, String>,
 ) -> anyhow::Result<()> {
@@ -100,7 +103,7 @@ async fn print_lead(
     let t = start.elapsed().as_secs();
     let b = &quote.body;
     println!(
-        "[{:02}:{:02}] {} · VIN {}",
+        "[{:02}:{:02}] {} · {car} · VIN {}",
         t / 60,
         t % 60,
         lead.device_id,
