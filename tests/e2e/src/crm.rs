@@ -141,18 +141,7 @@ impl CrmServer {
         let mut first = String::new();
         stderr.read_line(&mut first).expect("leads watch's stderr");
         assert!(first.contains("watching leads"), "leads watch: {first}");
-        let stdout = child.stdout.take().expect("its stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let lines = crate::lines_of(child.stdout.take().expect("its stdout"));
         Watcher { child, lines }
     }
 }

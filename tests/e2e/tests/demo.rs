@@ -3,7 +3,6 @@
 //! Ctrl-C stops it cleanly. Once on the embedded parts, once on the real PostgreSQL and
 //! Mosquitto.
 
-use std::io::BufRead as _;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -30,18 +29,7 @@ fn demo_until_links(args: &[&str], links: usize) -> (Child, mpsc::Receiver<Strin
         .stderr(Stdio::piped())
         .spawn()
         .expect("run telltale demo");
-    let stdout = demo.stdout.take().expect("its stdout");
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let lines = telltale_e2e::lines_of(demo.stdout.take().expect("its stdout"));
     let mut seen: Vec<String> = Vec::new();
     let start = Instant::now();
     while seen.iter().filter(|l| l.contains("owner's link:")).count() < links {
