@@ -401,7 +401,7 @@ fn two_instances_split_a_shared_subscription() {
 fn ingest_over_mutual_tls_with_the_shipped_broker_config() {
     let certs = tempfile::tempdir().expect("tempdir");
     let c = |f: &str| certs.path().join(f).display().to_string();
-    make_certs(certs.path(), &["car-tls-1", "telltale-cloud"]);
+    make_certs(certs.path(), &["car-tls-1", "car-tls-2", "telltale-cloud"]);
     std::fs::copy(
         repo().join("deploy/mosquitto/acl"),
         certs.path().join("acl"),
@@ -469,4 +469,51 @@ fn ingest_over_mutual_tls_with_the_shipped_broker_config() {
         broker.log()
     );
     assert_eq!(ingest.metric("telltale_ingest_dead_letters_total"), 0.0);
+
+    // Nor can a device read another device's commands: the cloud's command reaches car-tls-1,
+    // and not car-tls-2 subscribed to the same topic with its own certificate.
+    let pem = |name: &str| {
+        (
+            certs.path().join(format!("{name}.crt")),
+            certs.path().join(format!("{name}.key")),
+        )
+    };
+    let ca_file = certs.path().join("ca.crt");
+    let (rogue_crt, rogue_key) = pem("car-tls-2");
+    let rogue = Collector::start_tls(
+        port,
+        "car-tls-2",
+        "telltale/v1/car-tls-1/cmd",
+        &ca_file,
+        &rogue_crt,
+        &rogue_key,
+    );
+    let (cloud_crt, cloud_key) = pem("telltale-cloud");
+    let cloud = Collector::start_tls(
+        port,
+        "cloud-commands",
+        "telltale/v1/+/status",
+        &ca_file,
+        &cloud_crt,
+        &cloud_key,
+    );
+    cloud.publish(
+        "telltale/v1/car-tls-1/cmd",
+        b"a command for car-tls-1".to_vec(),
+    );
+    device.wait_for(
+        "the command at its own device",
+        Duration::from_secs(10),
+        |got| {
+            got.iter()
+                .find(|r| r.topic == "telltale/v1/car-tls-1/cmd")
+                .map(|_| ())
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        rogue.all().iter().all(|r| !r.topic.ends_with("/cmd")),
+        "a device read another device's command:\n{}",
+        broker.log()
+    );
 }
