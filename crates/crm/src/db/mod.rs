@@ -13,6 +13,7 @@
 
 mod catalog;
 mod leads;
+mod list;
 mod quotes;
 mod shops;
 mod tenants;
@@ -23,9 +24,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor as _, Row as _};
 
 pub use catalog::{CatalogFile, CatalogKind};
-pub use leads::{
-    Created, HistoryEntry, Lead, LeadFault, LeadFilter, LeadPage, NewLead, Reason, problem,
-};
+pub use leads::{Created, HistoryEntry, Lead, LeadFault, NewLead, Reason, problem};
+pub use list::{LeadFilter, LeadPage};
 pub use quotes::{Appointment, QuoteRecord, QuoteState};
 pub use shops::{Advisor, Customer, ShopRecord, VehicleRecord};
 pub use tenants::TokenRecord;
