@@ -206,9 +206,7 @@ impl Crm {
     }
 
     async fn publish_lead(&self, tenant: &str, lead_id: &str) {
-        if let Ok(lead) = self.db.lead(tenant, lead_id).await {
-            self.publish(tenant, false, lead).await;
-        }
+        crate::events::announce_changed(&self.db, &self.events, tenant, lead_id).await;
     }
 
     /// Starts relaying lead changes made by other replicas (PostgreSQL) to this process's
@@ -266,10 +264,7 @@ impl Crm {
                 "idempotency_key must be 1 to 200 characters".into(),
             ));
         }
-        let vin = req.vin.trim().to_ascii_uppercase();
-        if vin.is_empty() || vin.len() > 17 || !vin.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(AppError::Invalid(format!("vin {:?} is not a VIN", req.vin)));
-        }
+        let vin = crate::vehicle::vin(&req.vin).map_err(AppError::Invalid)?;
         let reason = req
             .reason
             .ok_or_else(|| AppError::Invalid("reason is required".into()))?;
@@ -288,11 +283,17 @@ impl Crm {
         if codes.is_empty() && matches!(reason, Reason::ConfirmedDtc | Reason::PendingDtc) {
             return Err(AppError::Invalid("a DTC lead needs its code".into()));
         }
-        let shop = self.db.route(&who.tenant, &vin).await?;
+        let known = match self.db.vehicle(&who.tenant, &vin).await {
+            Ok(v) => Some(v),
+            Err(DbError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let home = known.as_ref().map_or("", |v| v.home_shop_id.as_str());
+        let shop = self.db.route(&who.tenant, home).await?;
         let pricing_shop = shop.pricing();
         let now = self.now();
-        let vehicle = match self.db.vehicle(&who.tenant, &vin).await {
-            Ok(v) if !v.make.is_empty() => Vehicle {
+        let vehicle = match known {
+            Some(v) if !v.make.is_empty() => Vehicle {
                 make: Some(v.make),
                 model_year: u16::try_from(v.model_year).ok().filter(|y| *y > 0),
             },

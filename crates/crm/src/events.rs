@@ -35,25 +35,51 @@ struct Note {
     created: bool,
 }
 
-/// Announces a change: to every replica on PostgreSQL, to this process's watchers on SQLite
-/// (and here too when the announcement fails, so local watchers still see it).
-pub(crate) async fn announce(db: &Db, watchers: &Sender, tenant: &str, created: bool, lead: Lead) {
-    if db.backend() == Backend::Postgres {
-        let note = Note {
-            tenant: tenant.to_owned(),
-            lead: lead.id.clone(),
-            created,
-        };
-        let payload = serde_json::to_string(&note).unwrap_or_default();
-        match db.notify(CHANNEL, &payload).await {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::warn!(cause = %e, lead = %lead.id, "cannot announce a lead change to other replicas")
-            }
+/// Tells every replica (PostgreSQL `NOTIFY`); false on SQLite, or when that failed.
+async fn notify_replicas(db: &Db, tenant: &str, lead: &str, created: bool) -> bool {
+    if db.backend() != Backend::Postgres {
+        return false;
+    }
+    let note = Note {
+        tenant: tenant.to_owned(),
+        lead: lead.to_owned(),
+        created,
+    };
+    let payload = serde_json::to_string(&note).unwrap_or_default();
+    match db.notify(CHANNEL, &payload).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(cause = %e, lead, "cannot announce a lead change to other replicas");
+            false
         }
     }
-    // No watcher is fine.
-    let _ = watchers.send((tenant.to_owned(), LeadChange { created, lead }));
+}
+
+/// Announces a change: to every replica on PostgreSQL (each reads the lead itself), to this
+/// process's watchers on SQLite (and here too when the announcement fails, so local watchers
+/// still see it).
+pub(crate) async fn announce(db: &Db, watchers: &Sender, tenant: &str, created: bool, lead: Lead) {
+    if !notify_replicas(db, tenant, &lead.id, created).await {
+        // No watcher is fine.
+        let _ = watchers.send((tenant.to_owned(), LeadChange { created, lead }));
+    }
+}
+
+/// As [`announce`] for a lead known by id (changed by a quote): on PostgreSQL it is not read
+/// here, only by the listeners.
+pub(crate) async fn announce_changed(db: &Db, watchers: &Sender, tenant: &str, lead: &str) {
+    if notify_replicas(db, tenant, lead, false).await {
+        return;
+    }
+    if let Ok(lead) = db.lead(tenant, lead).await {
+        let _ = watchers.send((
+            tenant.to_owned(),
+            LeadChange {
+                created: false,
+                lead,
+            },
+        ));
+    }
 }
 
 /// Listens for announcements (PostgreSQL only) and hands each changed lead to this process's

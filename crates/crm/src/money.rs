@@ -161,6 +161,15 @@ impl fmt::Display for Money {
     }
 }
 
+/// `minor` units of the currency named `code`, as [`Money`] shows them ("USD 1,234.50"); a
+/// code that is not one (from a stored or received quote) is shown as given.
+pub fn show(minor: i64, code: &str) -> String {
+    match Currency::parse(code) {
+        Ok(c) => Money::new(minor, c).to_string(),
+        Err(_) => format!("{code} {minor}"),
+    }
+}
+
 /// An amount a person typed ("150", "150.00", "1,234.5") in `currency`'s minor units: no
 /// more decimals than the currency has, never negative.
 pub fn parse_amount(text: &str, currency: Currency) -> Result<Money, String> {

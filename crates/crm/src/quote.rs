@@ -127,19 +127,26 @@ fn tier_id(tier: Tier) -> &'static str {
 /// Prices an option's parts, labor and fee lines at `shop`: supplies and tax per job, by
 /// [`pricing`]'s rule. Supplies and tax lines in the draft are dropped and recomputed.
 pub fn price_option(shop: &Shop, draft: OptionDraft) -> Result<QuoteOption, QuoteError> {
-    if draft.id.trim().is_empty() || draft.title.trim().is_empty() {
-        return Err(QuoteError::Unnamed { option: draft.id });
+    let OptionDraft {
+        id,
+        title,
+        includes,
+        lines: drafted,
+        recommended,
+    } = draft;
+    if id.trim().is_empty() || title.trim().is_empty() {
+        return Err(QuoteError::Unnamed { option: id });
     }
     let currency = shop.currency();
     let bad = |line: usize, why| QuoteError::BadLine {
-        option: draft.id.clone(),
+        option: id.clone(),
         line: line + 1,
         why,
     };
     // Per job: parts, labor, fees.
     let mut groups: BTreeMap<String, [Money; 3]> = BTreeMap::new();
     let mut lines = Vec::new();
-    for (i, mut line) in draft.lines.clone().into_iter().enumerate() {
+    for (i, mut line) in drafted.into_iter().enumerate() {
         if matches!(line.kind, LineKind::Supplies | LineKind::Tax) {
             continue;
         }
@@ -195,12 +202,12 @@ pub fn price_option(shop: &Shop, draft: OptionDraft) -> Result<QuoteOption, Quot
         }
     }
     Ok(QuoteOption {
-        id: draft.id,
-        title: draft.title,
-        includes: draft.includes,
+        id,
+        title,
+        includes,
         lines,
         total_minor: total.minor,
-        recommended: draft.recommended,
+        recommended,
     })
 }
 

@@ -66,6 +66,18 @@ impl Makes {
     }
 }
 
+/// A VIN as a caller sent it, trimmed and upper-cased; refused unless it is 1 to 17 letters and
+/// digits (older and non-US vehicles have shorter identifiers, so 17 is not required).
+pub fn vin(text: &str) -> Result<String, String> {
+    let vin = text.trim().to_ascii_uppercase();
+    if vin.is_empty() || vin.len() > 17 || !vin.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "vin {text:?} is not a VIN (1 to 17 letters and digits)"
+        ));
+    }
+    Ok(vin)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::{AppError, Crm, LinkProblem, OwnerView};
 use crate::db::{DbError, QuoteState};
 use crate::link::LinkError;
-use crate::money::{Currency, Money};
+use crate::money::show as money;
 
 const OWNER: &str = "owner";
 
@@ -102,13 +102,6 @@ label.option:has(input:checked){border-color:#1565c0}.price{font-size:1.3rem;fon
 button{font-size:1.05rem;padding:.8rem 1.2rem;border:0;border-radius:.5rem;background:#1565c0;color:#fff;width:100%;margin:.4rem 0}\
 button.secondary{background:#e0e0dc;color:#1d1d1b}input[type=text]{width:100%;padding:.6rem;font-size:1rem;box-sizing:border-box}\
 .slot{display:inline-block;margin:.25rem}.done{border-left:.4rem solid #1565c0}";
-
-fn money(minor: i64, currency: &str) -> String {
-    match Currency::parse(currency) {
-        Ok(c) => Money::new(minor, c).to_string(),
-        Err(_) => format!("{currency} {minor}"),
-    }
-}
 
 /// A time in the shop's local time: "Mon 23 Nov, 08:00".
 fn local(ms: i64, offset_minutes: i32) -> String {
@@ -193,16 +186,11 @@ async fn render(crm: &Crm, token: &str, view: &OwnerView) -> Response {
         esc(&shop.name),
         esc(&q.vin)
     );
+    use crate::knowledge::Severity;
     let (class, urgency) = match b.severity {
-        Some(crate::knowledge::Severity::StopNow) => {
-            ("urgent", b.severity.map(|s| s.words()).unwrap_or_default())
-        }
-        Some(crate::knowledge::Severity::ServiceSoon) => {
-            ("soon", b.severity.map(|s| s.words()).unwrap_or_default())
-        }
-        Some(crate::knowledge::Severity::CanWait) => {
-            ("wait", b.severity.map(|s| s.words()).unwrap_or_default())
-        }
+        Some(s @ Severity::StopNow) => ("urgent", s.words()),
+        Some(s @ Severity::ServiceSoon) => ("soon", s.words()),
+        Some(s @ Severity::CanWait) => ("wait", s.words()),
         None => ("soon", "A technician should look at it"),
     };
     let _ = write!(
@@ -364,6 +352,8 @@ async fn render(crm: &Crm, token: &str, view: &OwnerView) -> Response {
 
 #[derive(Debug, Deserialize)]
 struct AcceptForm {
+    // Missing fields arrive empty and are refused with a page, not a bare 422.
+    #[serde(default)]
     option: String,
 }
 
@@ -375,6 +365,7 @@ struct DeclineForm {
 
 #[derive(Debug, Deserialize)]
 struct BookForm {
+    #[serde(default)]
     start: String,
 }
 
@@ -382,7 +373,8 @@ fn back(token: &str) -> Response {
     Redirect::to(&format!("/q/{token}")).into_response()
 }
 
-fn refused(e: AppError) -> Response {
+/// An action the quote's state or the form refused: why, and a way back to the quote.
+fn refused(token: &str, e: AppError) -> Response {
     match e {
         AppError::Invalid(m)
         | AppError::Db(DbError::Precondition(m) | DbError::Invalid(m) | DbError::Conflict(m)) => {
@@ -390,8 +382,9 @@ fn refused(e: AppError) -> Response {
                 StatusCode::CONFLICT,
                 "That did not work",
                 &format!(
-                    "<h1>That did not work</h1><div class=\"card\"><p>{}</p><p><a href=\"javascript:history.back()\">Go back</a> and try again.</p></div>",
-                    esc(&m)
+                    "<h1>That did not work</h1><div class=\"card\"><p>{}</p><p><a href=\"/q/{}\">Back to your quote</a></p></div>",
+                    esc(&m),
+                    esc(token)
                 ),
             )
         }
@@ -413,7 +406,7 @@ async fn accept(
         .await
     {
         Ok(_) => back(&token),
-        Err(e) => refused(e),
+        Err(e) => refused(&token, e),
     }
 }
 
@@ -432,7 +425,7 @@ async fn decline(
         .await
     {
         Ok(_) => back(&token),
-        Err(e) => refused(e),
+        Err(e) => refused(&token, e),
     }
 }
 
@@ -446,13 +439,16 @@ async fn book(
         Err(page) => return page,
     };
     let Ok(start) = form.start.parse::<i64>() else {
-        return refused(AppError::Invalid("pick one of the times shown".into()));
+        return refused(
+            &token,
+            AppError::Invalid("pick one of the times shown".into()),
+        );
     };
     match crm
         .book(&view.quote.tenant, OWNER, &view.quote.id, start)
         .await
     {
         Ok(_) => back(&token),
-        Err(e) => refused(e),
+        Err(e) => refused(&token, e),
     }
 }

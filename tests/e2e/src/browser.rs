@@ -110,14 +110,6 @@ impl Browser {
         }
     }
 
-    pub fn title(&mut self) -> String {
-        let path = self.at("/title");
-        self.call("GET", &path, None)
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-
     fn element(&mut self, css: &str) -> String {
         let path = self.at("/element");
         let v = self.call(

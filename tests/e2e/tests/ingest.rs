@@ -470,8 +470,8 @@ fn ingest_over_mutual_tls_with_the_shipped_broker_config() {
     );
     assert_eq!(ingest.metric("telltale_ingest_dead_letters_total"), 0.0);
 
-    // Nor can a device read another device's commands: the cloud's command reaches car-tls-1,
-    // and not car-tls-2 subscribed to the same topic with its own certificate.
+    // Nor can a device read another device's commands: car-tls-2, subscribed to every device's
+    // commands, gets its own and not car-tls-1's.
     let pem = |name: &str| {
         (
             certs.path().join(format!("{name}.crt")),
@@ -483,7 +483,7 @@ fn ingest_over_mutual_tls_with_the_shipped_broker_config() {
     let rogue = Collector::start_tls(
         port,
         "car-tls-2",
-        "telltale/v1/car-tls-1/cmd",
+        "telltale/v1/+/cmd",
         &ca_file,
         &rogue_crt,
         &rogue_key,
@@ -501,6 +501,15 @@ fn ingest_over_mutual_tls_with_the_shipped_broker_config() {
         "telltale/v1/car-tls-1/cmd",
         b"a command for car-tls-1".to_vec(),
     );
+    cloud.publish(
+        "telltale/v1/car-tls-2/cmd",
+        b"a command for car-tls-2".to_vec(),
+    );
+    rogue.wait_for("its own command", Duration::from_secs(10), |got| {
+        got.iter()
+            .find(|r| r.topic == "telltale/v1/car-tls-2/cmd")
+            .map(|_| ())
+    });
     device.wait_for(
         "the command at its own device",
         Duration::from_secs(10),
@@ -512,7 +521,10 @@ fn ingest_over_mutual_tls_with_the_shipped_broker_config() {
     );
     std::thread::sleep(Duration::from_millis(500));
     assert!(
-        rogue.all().iter().all(|r| !r.topic.ends_with("/cmd")),
+        rogue
+            .all()
+            .iter()
+            .all(|r| r.topic != "telltale/v1/car-tls-1/cmd"),
         "a device read another device's command:\n{}",
         broker.log()
     );

@@ -13,7 +13,7 @@ use firmware_sim::Scenario;
 use telltale_crm::app::{Crm, DEFAULT_LINK_VALIDITY, LeadChange};
 use telltale_crm::auth::Principal;
 use telltale_crm::db::Lead;
-use telltale_crm::money::{Currency, Money};
+use telltale_crm::money::show as money;
 
 pub(crate) fn banner(
     cars: &[(String, Scenario)],
@@ -43,12 +43,6 @@ pub(crate) fn banner(
         "  watch leads  TELLTALE_CRM_URL=http://{grpc} TELLTALE_CRM_TOKEN={advisor_token} telltale-crm leads watch"
     );
     println!("\nWaiting for the cars to report faults (Ctrl-C stops)...\n");
-}
-
-fn money(minor: i64, currency: &str) -> String {
-    Currency::parse(currency)
-        .map(|c| Money::new(minor, c).to_string())
-        .unwrap_or_else(|_| format!("{currency} {minor}"))
 }
 
 /// Prints every new lead of the demo tenant, with its quote and the owner's link (the demo

@@ -216,16 +216,11 @@ impl Db {
         rows.iter().map(ShopRecord::from_row).collect()
     }
 
-    /// Where a vehicle's leads go: its home shop, else the tenant's default shop.
-    pub async fn route(&self, tenant: &str, vin: &str) -> Result<ShopRecord, DbError> {
-        let home = self
-            .vehicle(tenant, vin)
-            .await
-            .ok()
-            .map(|v| v.home_shop_id)
-            .filter(|s| !s.is_empty());
-        if let Some(home) = home {
-            return self.shop(tenant, &home).await;
+    /// Where a vehicle's leads go: its home shop (`home`, empty when it has none), else the
+    /// tenant's default shop.
+    pub async fn route(&self, tenant: &str, home: &str) -> Result<ShopRecord, DbError> {
+        if !home.is_empty() {
+            return self.shop(tenant, home).await;
         }
         let row = sqlx::query(&format!(
             "SELECT {SHOP_COLUMNS} FROM shops WHERE tenant_id = $1 AND is_default = $2"
@@ -349,9 +344,7 @@ impl Db {
         tenant: &str,
         v: &VehicleRecord,
     ) -> Result<VehicleRecord, DbError> {
-        if v.vin.trim().is_empty() {
-            return Err(DbError::Invalid("a vehicle needs a VIN".into()));
-        }
+        let vin = crate::vehicle::vin(&v.vin).map_err(DbError::Invalid)?;
         if !v.customer_id.is_empty() {
             self.customer(tenant, &v.customer_id).await?;
         }
@@ -366,7 +359,7 @@ impl Db {
                  model_year = excluded.model_year, plate = excluded.plate",
         )
         .bind(tenant)
-        .bind(&v.vin)
+        .bind(&vin)
         .bind(null_if_empty(&v.customer_id))
         .bind(null_if_empty(&v.home_shop_id))
         .bind(&v.make)
@@ -374,7 +367,7 @@ impl Db {
         .bind(&v.plate)
         .execute(&self.pool)
         .await?;
-        self.vehicle(tenant, &v.vin).await
+        self.vehicle(tenant, &vin).await
     }
 
     pub async fn vehicle(&self, tenant: &str, vin: &str) -> Result<VehicleRecord, DbError> {

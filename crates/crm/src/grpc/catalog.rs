@@ -7,16 +7,12 @@ use telltale_wire::crm::v1 as pb;
 use telltale_wire::crm::v1::catalog_service_server::CatalogService;
 
 use super::convert;
-use super::{Api, invalid, status};
+use super::{Api, db_status, invalid, status};
 use crate::auth::{Action, Principal};
 use crate::db::CatalogKind;
 
 /// The largest catalog file taken in one import.
 const MAX_IMPORT_BYTES: usize = 64 * 1024 * 1024;
-
-fn db_status(e: crate::db::DbError) -> Status {
-    status(e.into())
-}
 
 impl Api {
     async fn import(
@@ -160,7 +156,7 @@ impl CatalogService for Api {
         request: Request<pb::GetVehicleRequest>,
     ) -> Result<Response<pb::Vehicle>, Status> {
         let who = self.caller(&request, Action::ReadCatalog).await?;
-        let vin = request.get_ref().vin.trim().to_ascii_uppercase();
+        let vin = crate::vehicle::vin(&request.get_ref().vin).map_err(invalid)?;
         let v = self
             .crm
             .db()

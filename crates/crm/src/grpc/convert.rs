@@ -348,7 +348,7 @@ pub(crate) fn vehicle(v: VehicleRecord) -> pb::Vehicle {
 
 pub(crate) fn vehicle_from(v: pb::Vehicle) -> VehicleRecord {
     VehicleRecord {
-        vin: v.vin.trim().to_ascii_uppercase(),
+        vin: v.vin,
         customer_id: v.customer_id,
         home_shop_id: v.home_shop_id,
         make: v.make,

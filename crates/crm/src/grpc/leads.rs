@@ -10,7 +10,7 @@ use telltale_wire::crm::v1 as pb;
 use telltale_wire::crm::v1::lead_service_server::LeadService;
 
 use super::convert::{self, lead};
-use super::{Api, invalid, status};
+use super::{Api, db_status, invalid, status};
 use crate::app::LeadRequest;
 use crate::auth::Action;
 use crate::db::LeadFilter;
@@ -82,7 +82,7 @@ impl LeadService for Api {
             .db()
             .lead(&who.tenant, &request.get_ref().id)
             .await
-            .map_err(|e| status(e.into()))?;
+            .map_err(db_status)?;
         Ok(Response::new(lead(l)))
     }
 
@@ -115,7 +115,7 @@ impl LeadService for Api {
             .db()
             .leads(&who.tenant, &filter)
             .await
-            .map_err(|e| status(e.into()))?;
+            .map_err(db_status)?;
         Ok(Response::new(pb::ListLeadsResponse {
             leads: page.leads.into_iter().map(lead).collect(),
             next_page_token: page_token(page.next),

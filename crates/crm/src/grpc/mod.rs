@@ -72,6 +72,10 @@ impl Api {
     }
 }
 
+fn db_status(e: DbError) -> Status {
+    status(e.into())
+}
+
 fn invalid(message: String) -> Status {
     Status::invalid_argument(message)
 }

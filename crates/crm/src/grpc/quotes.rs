@@ -8,7 +8,7 @@ use telltale_wire::crm::v1 as pb;
 use telltale_wire::crm::v1::quote_service_server::QuoteService;
 
 use super::convert::{self, quote};
-use super::{Api, invalid, status};
+use super::{Api, db_status, invalid, status};
 use crate::app::DEFAULT_LINK_VALIDITY;
 use crate::auth::Action;
 
@@ -26,7 +26,7 @@ impl QuoteService for Api {
             .db()
             .quote(&who.tenant, &request.get_ref().id)
             .await
-            .map_err(|e| status(e.into()))?;
+            .map_err(db_status)?;
         Ok(Response::new(quote(q)))
     }
 

@@ -12,7 +12,7 @@ use tonic::{Request, Status};
 use telltale_crm::catalog::{LaborGuide, PartsCatalog};
 use telltale_crm::db::CatalogKind;
 use telltale_crm::lifecycle::Stage;
-use telltale_crm::money::{Currency, Money, parse_amount, parse_percent};
+use telltale_crm::money::{Currency, parse_amount, parse_percent, show as money};
 use telltale_crm::slots::parse_hours;
 use telltale_wire::crm::v1 as pb;
 use telltale_wire::crm::v1::catalog_service_client::CatalogServiceClient;
@@ -188,12 +188,6 @@ fn utc(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
         .unwrap_or_default()
-}
-
-fn money(minor: i64, currency: &str) -> String {
-    Currency::parse(currency)
-        .map(|c| Money::new(minor, c).to_string())
-        .unwrap_or_else(|_| format!("{currency} {minor}"))
 }
 
 fn codes(lead: &pb::Lead) -> String {
