@@ -92,7 +92,7 @@ def main():
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release"
     subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "firmware-sim",
                     "-p", "telltale-agent", "--bins"], cwd=ROOT, check=True)
-    py = subprocess.run([ROOT / "scripts/python-env", "--with-mqtt"], check=True,
+    py = subprocess.run([ROOT / "scripts/python-env"], check=True,
                         capture_output=True, text=True).stdout.strip()
 
     tmp = Path(tempfile.mkdtemp(prefix="telltale-footprint-"))
