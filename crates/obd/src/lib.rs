@@ -9,6 +9,7 @@
 //! | layer | standard | module |
 //! |---|---|---|
 //! | CAN frames and identifiers | ISO 11898-1 | [`frame`] |
+//! | which ECU answered, on CAN or an older bus | ISO 15765-4, SAE J1979 | [`ecu`] |
 //! | transport: segmentation, flow control, timeouts | ISO 15765-2 (ISO-TP) | [`isotp`] |
 //! | OBD-II services 01–0A | SAE J1979 / ISO 15031-5 | [`service`] |
 //! | Mode 01/02 parameter IDs and their formulas | SAE J1979 Annex B | [`pid`] |
@@ -25,6 +26,7 @@
 
 pub mod candump;
 pub mod dtc;
+pub mod ecu;
 pub mod elm327;
 pub mod frame;
 pub mod isotp;
@@ -35,4 +37,5 @@ pub mod trace;
 pub mod uds;
 pub mod vin;
 
+pub use ecu::EcuId;
 pub use frame::{CanFrame, CanId, FrameError};
