@@ -171,7 +171,7 @@ pub fn decode(role: IdRole, payload: &[u8]) -> Result<Message, TraceError> {
     })
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
