@@ -12,6 +12,7 @@ use telltale_can::client::can::CanClient;
 use telltale_can::virtual_bus::VirtualBus;
 use telltale_can::{ClientOptions, DiagClient, Target};
 use telltale_obd::CanId;
+use telltale_obd::EcuId;
 use telltale_obd::isotp::addressing::Channel;
 use telltale_obd::pid::Value;
 use telltale_obd::uds::DtcStatus;
@@ -54,7 +55,7 @@ impl Rig {
 
     async fn codes(&self, kind: DtcKind, ecu: CanId) -> Vec<String> {
         let all = self.client.read_dtcs(kind).await.expect("DTCs read");
-        all.get(&ecu)
+        all.get(&EcuId::Can(ecu))
             .map(|c| c.iter().map(ToString::to_string).collect())
             .unwrap_or_default()
     }
@@ -218,7 +219,7 @@ async fn healthy_car_discovery_vin_and_live_data() {
     let rig = Rig::start("healthy", false);
     rig.at(400.0).await;
     let ecus = rig.client.discover().await.expect("discovery");
-    let ids: Vec<CanId> = ecus.iter().map(|e| e.ecu).collect();
+    let ids: Vec<CanId> = ecus.iter().filter_map(|e| e.ecu.can_id()).collect();
     assert_eq!(ids, [ECM, TCM]);
     assert!(ecus[0].supported_pids.contains(0x0C) && ecus[0].supported_pids.contains(0xA6));
     let vin = rig.client.read_vin().await.expect("VIN");
@@ -230,7 +231,7 @@ async fn healthy_car_discovery_vin_and_live_data() {
         .read_pids(Target::Physical(channel(ECM)), &pids)
         .await
         .expect("PIDs");
-    let got: Vec<u8> = values[&ECM].iter().map(|p| p.pid).collect();
+    let got: Vec<u8> = values[&EcuId::Can(ECM)].iter().map(|p| p.pid).collect();
     assert_eq!(got, pids);
     for kind in [DtcKind::Stored, DtcKind::Pending, DtcKind::Permanent] {
         assert!(rig.codes(kind, ECM).await.is_empty(), "{kind:?}");

@@ -178,8 +178,6 @@ impl fmt::Display for LinkSpec {
     }
 }
 
-/// Opens the link and returns a client on it. For ELM327 links this initialises the adapter
-/// and finds the vehicle's protocol, so it fails when no vehicle answers.
 fn open_failed(spec: &LinkSpec, e: crate::LinkError) -> OpenError {
     OpenError::Open {
         link: spec.to_string(),
@@ -197,12 +195,20 @@ pub async fn open(spec: &LinkSpec, opts: &ClientOptions) -> Result<DiagClient, O
     match spec {
         LinkSpec::Sim { name } => {
             let bus = VirtualBus::named(name).node();
-            Ok(DiagClient::Can(CanClient::new(bus, opts.clone())))
+            Ok(DiagClient::Can(CanClient::named(
+                bus,
+                opts.clone(),
+                &spec.to_string(),
+            )))
         }
         LinkSpec::SocketCan { iface } => {
             let filters = [response_filter(opts.extended_ids)];
             let bus = crate::socketcan::open(iface, &filters).map_err(|e| open_failed(spec, e))?;
-            Ok(DiagClient::Can(CanClient::new(bus, opts.clone())))
+            Ok(DiagClient::Can(CanClient::named(
+                bus,
+                opts.clone(),
+                &spec.to_string(),
+            )))
         }
         LinkSpec::Slcan {
             path,
@@ -213,7 +219,11 @@ pub async fn open(spec: &LinkSpec, opts: &ClientOptions) -> Result<DiagClient, O
             let bus = crate::slcan::host::open(path, *serial_baud, *can_bitrate, &filters)
                 .await
                 .map_err(|e| open_failed(spec, e))?;
-            Ok(DiagClient::Can(CanClient::new(bus, opts.clone())))
+            Ok(DiagClient::Can(CanClient::named(
+                bus,
+                opts.clone(),
+                &spec.to_string(),
+            )))
         }
         LinkSpec::Elm327Serial { path, baud } => Elm327Client::open_serial(path, *baud, opts)
             .await

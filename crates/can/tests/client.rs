@@ -6,10 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use telltale_can::client::can::CanClient;
-use telltale_can::client::{ClientOptions, DiagClient, DiagError, DtcKind, Target};
+use telltale_can::client::{ClientOptions, DiagClient, DiagError, DtcKind, Target, Trouble};
 use telltale_can::isotp::{IsoTpAddresses, IsoTpSocket};
 use telltale_can::virtual_bus::VirtualBus;
 use telltale_can::{CanBus, Filter};
+use telltale_obd::EcuId;
 use telltale_obd::isotp::Config;
 use telltale_obd::isotp::addressing::Channel;
 use telltale_obd::service::{Request, Response, VehicleInfo};
@@ -220,7 +221,7 @@ async fn response_pending_extends_the_wait_to_p2_star() {
     assert_eq!(
         err,
         DiagError::PendingTimeout {
-            ecu: CanId::Standard(0x7E8),
+            ecu: EcuId::Can(CanId::Standard(0x7E8)),
             after: Duration::from_millis(5000)
         }
     );
@@ -228,7 +229,7 @@ async fn response_pending_extends_the_wait_to_p2_star() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_wrong_length_answer_is_an_error_naming_the_ecu() {
+async fn a_pid_cut_short_is_reported_as_damaged_and_counted() {
     let bus = VirtualBus::new("wrong-length");
     // 0C needs two bytes; this ECU sends one.
     ecu(
@@ -238,23 +239,56 @@ async fn a_wrong_length_answer_is_an_error_naming_the_ecu() {
     );
     let c = client(&bus, ClientOptions::default());
     let req = Request::current_data(&[0x0C]).unwrap();
-    let err = bounded(c.request(Target::Physical(ch(0)), &req))
+    let answers = bounded(c.request(Target::Physical(ch(0)), &req))
+        .await
+        .unwrap();
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].ecu, CanId::Standard(0x7E8));
+    assert_eq!(answers[0].response, Response::CurrentData(vec![]));
+    assert_eq!(answers[0].damaged.len(), 1);
+    assert_eq!(answers[0].damaged[0].pid, Some(0x0C));
+    assert_eq!(answers[0].damaged[0].bytes, vec![0x0C, 0x1A]);
+
+    // Functionally, the good ECU's answer comes through beside the damaged one.
+    ecu(&bus.node(), ch(1), Arc::new(engine));
+    let answers = bounded(c.request(Target::Functional, &req)).await.unwrap();
+    assert_eq!(answers.len(), 2);
+    assert_eq!(answers[1].ecu, CanId::Standard(0x7E9));
+    assert!(answers[1].damaged.is_empty());
+    assert!(matches!(&answers[1].response, Response::CurrentData(d) if d[0].pid == 0x0C));
+    // Counted twice, by kind.
+    assert_eq!(
+        c.troubles().counts().into_iter().collect::<Vec<_>>(),
+        vec![(Trouble::DamagedPid, 2)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_undecodable_answer_is_an_error_naming_the_ecu() {
+    let bus = VirtualBus::new("undecodable");
+    // A DTC count of two with one code after it.
+    ecu(
+        &bus.node(),
+        ch(0),
+        Arc::new(|_: &[u8]| vec![Step::Send(vec![0x43, 0x02, 0x01, 0x33])]),
+    );
+    let c = client(&bus, ClientOptions::default());
+    let err = bounded(c.request(Target::Physical(ch(0)), &Request::StoredDtcs))
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, DiagError::Decode { ecu, payload, .. } if *ecu == CanId::Standard(0x7E8) && payload == &[0x41, 0x0C, 0x1A]),
+        matches!(&err, DiagError::Decode { ecu, payload, .. } if *ecu == CanId::Standard(0x7E8) && payload == &[0x43, 0x02, 0x01, 0x33]),
         "{err:?}"
     );
     assert!(
         err.to_string()
-            .starts_with("ECU 7E8: undecodable answer 41 0C 1A")
+            .starts_with("ECU 7E8: undecodable answer 43 02 01 33"),
+        "{err}"
     );
-
-    // Functionally, a good ECU's answer still comes through.
-    ecu(&bus.node(), ch(1), Arc::new(engine));
-    let answers = bounded(c.request(Target::Functional, &req)).await.unwrap();
-    assert_eq!(answers.len(), 1);
-    assert_eq!(answers[0].ecu, CanId::Standard(0x7E9));
+    assert_eq!(
+        c.troubles().counts().into_iter().collect::<Vec<_>>(),
+        vec![(Trouble::DtcCount, 1)]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -417,12 +451,12 @@ async fn helpers_batch_pids_and_walk_the_bitmaps() {
     let values = bounded(c.read_pids(Target::Physical(ch(0)), &pids))
         .await
         .unwrap();
-    let got: Vec<u8> = values[&CanId::Standard(0x7E8)]
+    let got: Vec<u8> = values[&EcuId::Can(CanId::Standard(0x7E8))]
         .iter()
         .map(|d| d.pid)
         .collect();
     assert_eq!(got, [0x05, 0x0C, 0x0D]);
-    let rpm = &values[&CanId::Standard(0x7E8)][1].readings[0];
+    let rpm = &values[&EcuId::Can(CanId::Standard(0x7E8))][1].readings[0];
     assert_eq!(rpm.to_string(), "Engine speed: 1726 rpm");
     // Eight PIDs: two requests, six then two.
     let seen = log.lock().unwrap().clone();
@@ -443,13 +477,16 @@ async fn helpers_batch_pids_and_walk_the_bitmaps() {
     );
 
     let dtcs = bounded(c.read_dtcs(DtcKind::Stored)).await.unwrap();
-    assert_eq!(dtcs[&CanId::Standard(0x7E8)][0].to_string(), "P0301");
-    assert!(dtcs[&CanId::Standard(0x7E9)].is_empty());
+    assert_eq!(
+        dtcs[&EcuId::Can(CanId::Standard(0x7E8))][0].to_string(),
+        "P0301"
+    );
+    assert!(dtcs[&EcuId::Can(CanId::Standard(0x7E9))].is_empty());
 
     let frames = bounded(c.read_freeze_frame(Target::Physical(ch(0)), 0, &[0x02, 0x0C]))
         .await
         .unwrap();
-    let frame = &frames[&CanId::Standard(0x7E8)];
+    let frame = &frames[&EcuId::Can(CanId::Standard(0x7E8))];
     assert_eq!(
         frame[0].freeze_frame_trigger().map(|d| d.to_string()),
         Some("P0301".to_owned())
@@ -536,5 +573,5 @@ async fn twenty_nine_bit_functional_requests() {
     assert_eq!(vin.to_string(), "1G1JC5444R7252367");
     let ecus = bounded(c.discover()).await.unwrap();
     assert_eq!(ecus[0].ecu, CanId::Extended(0x18DA_F110));
-    assert_eq!(ecus[0].channel, Some(channel));
+    assert_eq!(ecus[0].target, Some(Target::Physical(channel)));
 }

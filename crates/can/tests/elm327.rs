@@ -9,6 +9,7 @@ use std::time::Duration;
 use telltale_can::client::{ClientOptions, DiagClient, DiagError, DtcKind, Target};
 use telltale_can::elm327::Elm327Client;
 use telltale_obd::CanId;
+use telltale_obd::EcuId;
 use telltale_obd::elm327::Condition;
 use telltale_obd::isotp::addressing::Channel;
 use telltale_obd::service::{Request, Response};
@@ -263,7 +264,10 @@ async fn init_detects_the_protocol_and_requests_work() {
 
     let dtcs = c.read_dtcs(DtcKind::Stored).await.expect("DTCs");
     assert_eq!(dtcs.len(), 2);
-    assert_eq!(dtcs[&CanId::Standard(0x7E8)][0].to_string(), "P0301");
+    assert_eq!(
+        dtcs[&EcuId::Can(CanId::Standard(0x7E8))][0].to_string(),
+        "P0301"
+    );
 
     // Physical requests set the header once, and functional ones set it back.
     let engine = Target::Physical(Channel::obd_11bit(0).expect("7E0"));

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use telltale_can::client::{ClientOptions, DiagClient, DiagError, DtcKind, EcuInfo, Target};
 use telltale_can::link::{self, LinkSpec, OpenError};
-use telltale_obd::CanId;
+use telltale_obd::EcuId;
 use telltale_obd::pid::{Reading, is_bitmap_pid};
 use telltale_obd::service::{PidData, Request, Response, VehicleInfo};
 
@@ -162,7 +162,7 @@ impl Output {
     }
 }
 
-fn ecu_label(ecu: CanId) -> String {
+fn ecu_label(ecu: EcuId) -> String {
     ecu.to_string()
 }
 
@@ -179,8 +179,8 @@ async fn info(client: &DiagClient, spec: &LinkSpec, out: &Output) -> Result<(), 
             None
         }
     };
-    let mut names: BTreeMap<CanId, String> = BTreeMap::new();
-    let mut cal_ids: BTreeMap<CanId, Vec<String>> = BTreeMap::new();
+    let mut names: BTreeMap<EcuId, String> = BTreeMap::new();
+    let mut cal_ids: BTreeMap<EcuId, Vec<String>> = BTreeMap::new();
     for infotype in [0x0A, 0x04] {
         let Ok(answers) = client
             .request(Target::Functional, &Request::VehicleInfo { infotype })
@@ -243,9 +243,8 @@ async fn read_pids(client: &DiagClient, pids: &[u8], out: &Output) -> Result<(),
                 .iter()
                 .filter(|&p| !is_bitmap_pid(p))
                 .collect();
-            let target = match e.channel {
-                Some(ch) => Target::Physical(ch),
-                None => continue,
+            let Some(target) = e.target else {
+                continue;
             };
             if wanted.is_empty() {
                 all.insert(e.ecu, Vec::new());
@@ -261,7 +260,7 @@ async fn read_pids(client: &DiagClient, pids: &[u8], out: &Output) -> Result<(),
     Ok(())
 }
 
-fn print_values(values: &BTreeMap<CanId, Vec<PidData>>, out: &Output, t_ms: Option<u128>) {
+fn print_values(values: &BTreeMap<EcuId, Vec<PidData>>, out: &Output, t_ms: Option<u128>) {
     if out.json {
         match t_ms {
             Some(t) => {
@@ -297,7 +296,7 @@ async fn dtcs(client: &DiagClient, out: &Output) -> Result<(), DiagError> {
         pending: Vec<String>,
         permanent: Vec<String>,
     }
-    let mut by_ecu: BTreeMap<CanId, Lists> = BTreeMap::new();
+    let mut by_ecu: BTreeMap<EcuId, Lists> = BTreeMap::new();
     for kind in [DtcKind::Stored, DtcKind::Pending, DtcKind::Permanent] {
         let found = match client.read_dtcs(kind).await {
             Ok(f) => f,

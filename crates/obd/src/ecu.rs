@@ -48,6 +48,13 @@ impl From<CanId> for EcuId {
     }
 }
 
+/// An ECU is the CAN id it answers on, when it is on CAN.
+impl PartialEq<CanId> for EcuId {
+    fn eq(&self, other: &CanId) -> bool {
+        *self == EcuId::Can(*other)
+    }
+}
+
 /// CAN ids as candump writes them (`7E8`, `18DAF110`), a source address as two hex digits
 /// (`10`): the lengths never collide.
 impl fmt::Display for EcuId {

@@ -8,8 +8,7 @@
 //! that appeared or vanished, a reflash (new calibration id).
 
 use telltale_can::client::{DiagError, Target};
-use telltale_obd::CanId;
-use telltale_obd::isotp::addressing::Channel;
+use telltale_obd::EcuId;
 use telltale_obd::pid::SupportedPids;
 use telltale_obd::service::{Request, Response, VehicleInfo};
 use telltale_wire::v1;
@@ -20,11 +19,11 @@ use super::link::Link;
 /// One ECU as discovery found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiscoveredEcu {
-    /// The id it answers on (`7E8`).
-    pub ecu: CanId,
-    /// Where to send it physical requests; `None` for a response id that is not a standard
-    /// OBD one (it can then only be asked functionally).
-    pub channel: Option<Channel>,
+    /// The id it answers on (`7E8`), or its source address on a non-CAN bus (`10`).
+    pub ecu: EcuId,
+    /// How to ask it alone; `None` for a CAN response id that is not a standard OBD one (it
+    /// can then only be asked functionally).
+    pub target: Option<Target>,
     /// Mode 01 PIDs it supports, bitmap PIDs included.
     pub supported: SupportedPids,
     /// `09 0A`, empty when not supported.
@@ -36,7 +35,7 @@ pub struct DiscoveredEcu {
 impl DiscoveredEcu {
     /// Whether it answers Mode 01 `pid` (and can be asked physically).
     pub fn samples(&self, pid: u8) -> bool {
-        self.channel.is_some() && self.supported.contains(pid)
+        self.target.is_some() && self.supported.contains(pid)
     }
 }
 
@@ -56,7 +55,7 @@ impl Discovery {
         self.ecus.iter().find(|e| e.samples(pid))
     }
 
-    pub fn ecu(&self, id: CanId) -> Option<&DiscoveredEcu> {
+    pub fn ecu(&self, id: EcuId) -> Option<&DiscoveredEcu> {
         self.ecus.iter().find(|e| e.ecu == id)
     }
 
@@ -108,7 +107,7 @@ pub(crate) async fn discover(link: &mut Link) -> Result<Discovery, DiagError> {
         }
         ecus.push(DiscoveredEcu {
             ecu: a.ecu,
-            channel: Channel::for_response(a.ecu),
+            target: Target::for_ecu(a.ecu),
             supported,
             name: String::new(),
             calibration_ids: Vec::new(),
@@ -133,13 +132,13 @@ pub(crate) async fn discover(link: &mut Link) -> Result<Discovery, DiagError> {
 
 /// Follows an ECU's chain of supported-PID bitmaps (`01 20`, `01 40`, ...).
 async fn walk_bitmaps(link: &mut Link, e: &mut DiscoveredEcu) {
-    let Some(channel) = e.channel else {
+    let Some(target) = e.target else {
         return;
     };
     let mut base = 0x00u8;
     while let Some(next) = e.supported.next_bitmap_pid(base) {
         let req = Request::CurrentData { pids: vec![next] };
-        match link.request(Target::Physical(channel), &req).await {
+        match link.request(target, &req).await {
             Ok(answers) => {
                 // Not `any`: every answer's bitmaps are added, not just the first.
                 let added = answers
@@ -179,10 +178,9 @@ async fn read_vin(link: &mut Link) -> Option<String> {
 
 /// Name, calibration ids and CVNs, each only when `09 00` says the ECU has it.
 async fn read_identity(link: &mut Link, e: &mut DiscoveredEcu) {
-    let Some(channel) = e.channel else {
+    let Some(target) = e.target else {
         return;
     };
-    let target = Target::Physical(channel);
     let infotypes = match link
         .request(target, &Request::VehicleInfo { infotype: 0x00 })
         .await

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use telltale_can::client::{DiagError, DtcKind, Target};
-use telltale_obd::CanId;
+use telltale_obd::EcuId;
 use telltale_obd::isotp::addressing::Channel;
 use telltale_obd::pid::{SupportedPids, Value};
 use telltale_obd::service::{MAX_FREEZE_FRAME_PAIRS, PidData, Request, Response};
@@ -34,7 +34,7 @@ const UDS_STATUS_MASK: u8 = 0xFF;
 const CONTEXT_PIDS: [u8; 4] = [0x31, 0x30, 0x21, 0xA6];
 
 /// Per ECU, its current codes.
-pub type DtcSets = BTreeMap<CanId, Vec<v1::Dtc>>;
+pub type DtcSets = BTreeMap<EcuId, Vec<v1::Dtc>>;
 
 /// Why a poll is made: decides the report's reason and whether it goes out as a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +67,7 @@ pub struct DtcMonitor {
     /// what appeared and cleared meanwhile (dropped when the vehicle changed).
     before_sleep: Option<DtcSets>,
     /// ECUs that refused or ignored UDS `19` since the last discovery.
-    uds_refused: HashSet<CanId>,
+    uds_refused: HashSet<EcuId>,
 }
 
 impl DtcMonitor {
@@ -115,7 +115,10 @@ impl DtcMonitor {
         }
         if self.uds {
             for e in &discovery.ecus {
-                let Some(channel) = e.channel else { continue };
+                // UDS is a CAN matter: ECUs on the older buses do not speak it.
+                let Some(Target::Physical(channel)) = e.target else {
+                    continue;
+                };
                 if self.uds_refused.contains(&e.ecu) {
                     continue;
                 }
@@ -207,7 +210,7 @@ impl DtcMonitor {
             .or(self.before_sleep.as_ref())
             .unwrap_or(&empty);
         let mut ecus = Vec::new();
-        let ids: BTreeSet<CanId> = sets.keys().chain(baseline.keys()).copied().collect();
+        let ids: BTreeSet<EcuId> = sets.keys().chain(baseline.keys()).copied().collect();
         let changes: Vec<EcuChange> = ids
             .into_iter()
             .map(|id| {
@@ -219,15 +222,15 @@ impl DtcMonitor {
             })
             .collect();
         for (id, current, appeared, cleared) in changes {
-            let channel = discovery.ecu(id).and_then(|e| e.channel);
+            let target = discovery.ecu(id).and_then(|e| e.target);
             let supports_01 = discovery.ecu(id).is_some_and(|e| e.samples(0x01));
-            let mil_on = match (channel, supports_01) {
-                (Some(ch), true) => read_mil(link, ch).await?,
+            let mil_on = match (target, supports_01) {
+                (Some(target), true) => read_mil(link, target).await?,
                 _ => false,
             };
             let has_stored = current.iter().any(|d| d.kind == v1::DtcKind::Stored as i32);
-            let freeze_frame = match (channel, has_stored) {
-                (Some(ch), true) => read_freeze_frame(link, ch, 0).await?,
+            let freeze_frame = match (target, has_stored) {
+                (Some(target), true) => read_freeze_frame(link, target, 0).await?,
                 _ => None,
             };
             ecus.push(v1::EcuDtcs {
@@ -257,7 +260,7 @@ impl DtcMonitor {
 }
 
 /// One ECU's current codes, and what appeared and cleared since the baseline.
-type EcuChange = (CanId, Vec<v1::Dtc>, Vec<v1::Dtc>, Vec<v1::Dtc>);
+type EcuChange = (EcuId, Vec<v1::Dtc>, Vec<v1::Dtc>, Vec<v1::Dtc>);
 
 /// What identifies a code in a set (see the module doc on UDS status bytes).
 fn dtc_key(d: &v1::Dtc) -> (i32, &str, u32) {
@@ -272,7 +275,7 @@ fn minus(a: &[v1::Dtc], b: &[v1::Dtc]) -> Vec<v1::Dtc> {
 }
 
 fn differs(a: &DtcSets, b: &DtcSets) -> bool {
-    let ids: BTreeSet<&CanId> = a.keys().chain(b.keys()).collect();
+    let ids: BTreeSet<&EcuId> = a.keys().chain(b.keys()).collect();
     ids.into_iter().any(|id| {
         let x = a.get(id).map(Vec::as_slice).unwrap_or_default();
         let y = b.get(id).map(Vec::as_slice).unwrap_or_default();
@@ -281,12 +284,9 @@ fn differs(a: &DtcSets, b: &DtcSets) -> bool {
 }
 
 /// PID 01 byte A bit 7, from one ECU.
-async fn read_mil(link: &mut Link, ch: Channel) -> Result<bool, DiagError> {
+async fn read_mil(link: &mut Link, target: Target) -> Result<bool, DiagError> {
     let answers = link
-        .request(
-            Target::Physical(ch),
-            &Request::CurrentData { pids: vec![0x01] },
-        )
+        .request(target, &Request::CurrentData { pids: vec![0x01] })
         .await?;
     Ok(answers.iter().any(|a| match &a.response {
         Response::CurrentData(data) => data
@@ -302,10 +302,9 @@ async fn read_mil(link: &mut Link, ch: Channel) -> Result<bool, DiagError> {
 /// refuses.
 pub(crate) async fn read_freeze_frame(
     link: &mut Link,
-    ch: Channel,
+    target: Target,
     frame: u8,
 ) -> Result<Option<v1::FreezeFrame>, DiagError> {
-    let target = Target::Physical(ch);
     let mut supported = SupportedPids::new();
     let mut base = 0x00u8;
     loop {
@@ -381,23 +380,21 @@ async fn read_context(
     link: &mut Link,
     discovery: &Discovery,
 ) -> Result<BTreeMap<u8, f64>, DiagError> {
-    let mut by_ecu: BTreeMap<CanId, (Channel, Vec<u8>)> = BTreeMap::new();
+    let mut by_ecu: BTreeMap<EcuId, (Target, Vec<u8>)> = BTreeMap::new();
     for pid in CONTEXT_PIDS {
         if let Some(src) = discovery.source_of(pid)
-            && let Some(ch) = src.channel
+            && let Some(target) = src.target
         {
             by_ecu
                 .entry(src.ecu)
-                .or_insert((ch, Vec::new()))
+                .or_insert((target, Vec::new()))
                 .1
                 .push(pid);
         }
     }
     let mut out = BTreeMap::new();
-    for (_, (ch, pids)) in by_ecu {
-        let answers = link
-            .request(Target::Physical(ch), &Request::CurrentData { pids })
-            .await?;
+    for (_, (target, pids)) in by_ecu {
+        let answers = link.request(target, &Request::CurrentData { pids }).await?;
         for a in answers {
             if let Response::CurrentData(data) = a.response {
                 for d in data {
@@ -426,7 +423,7 @@ mod tests {
 
     #[test]
     fn differences_ignore_uds_status_but_not_kind() {
-        let ecm = CanId::Standard(0x7E8);
+        let ecm = EcuId::Can(telltale_obd::CanId::Standard(0x7E8));
         let a: DtcSets = [(ecm, vec![dtc("P0420", v1::DtcKind::Pending)])].into();
         let mut b = a.clone();
         assert!(!differs(&a, &b));

@@ -15,8 +15,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use telltale_obd::CanId;
-use telltale_obd::isotp::addressing::Channel;
+use telltale_can::client::Target;
+use telltale_obd::EcuId;
 use telltale_obd::pid::MAX_PIDS_PER_REQUEST;
 use telltale_wire::v1;
 use tokio::time::Instant;
@@ -31,8 +31,8 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
 /// One physical request's worth of due PIDs for one ECU.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PidBatch {
-    pub ecu: CanId,
-    pub channel: Channel,
+    pub ecu: EcuId,
+    pub target: Target,
     /// At most [`MAX_PIDS_PER_REQUEST`], no repeats.
     pub pids: Vec<u8>,
 }
@@ -123,13 +123,13 @@ impl Scheduler {
     /// The requests to make at `now`: due signals grouped by their source ECU, six PIDs a
     /// request. The signals taken are booked for their next period.
     pub fn take_due(&mut self, now: Instant, discovery: &Discovery) -> Vec<PidBatch> {
-        let mut by_ecu: BTreeMap<CanId, (Channel, Vec<u8>)> = BTreeMap::new();
+        let mut by_ecu: BTreeMap<EcuId, (Target, Vec<u8>)> = BTreeMap::new();
         for e in &mut self.entries {
             if e.next_due > now {
                 continue;
             }
             let pid = e.spec.pid;
-            let Some((ecu, Some(channel))) = discovery.source_of(pid).map(|s| (s.ecu, s.channel))
+            let Some((ecu, Some(target))) = discovery.source_of(pid).map(|s| (s.ecu, s.target))
             else {
                 if self.warned.insert(pid) {
                     tracing::warn!(
@@ -145,18 +145,18 @@ impl Scheduler {
             if e.next_due <= now {
                 e.next_due = now + e.spec.period;
             }
-            let (_, pids) = by_ecu.entry(ecu).or_insert((channel, Vec::new()));
+            let (_, pids) = by_ecu.entry(ecu).or_insert((target, Vec::new()));
             if !pids.contains(&pid) {
                 pids.push(pid);
             }
         }
         by_ecu
             .into_iter()
-            .flat_map(|(ecu, (channel, pids))| {
+            .flat_map(|(ecu, (target, pids))| {
                 pids.chunks(MAX_PIDS_PER_REQUEST)
                     .map(|c| PidBatch {
                         ecu,
-                        channel,
+                        target,
                         pids: c.to_vec(),
                     })
                     .collect::<Vec<_>>()
@@ -255,10 +255,10 @@ mod tests {
         for &p in pids {
             supported.insert(p);
         }
-        let ecu = CanId::Standard(id);
+        let ecu = EcuId::Can(telltale_obd::CanId::Standard(id));
         DiscoveredEcu {
             ecu,
-            channel: Channel::for_response(ecu),
+            target: Target::for_ecu(ecu),
             supported,
             name: String::new(),
             calibration_ids: Vec::new(),

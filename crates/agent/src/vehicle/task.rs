@@ -10,8 +10,7 @@
 use std::collections::BTreeMap;
 
 use telltale_can::client::{DiagError, Target};
-use telltale_obd::CanId;
-use telltale_obd::isotp::addressing::Channel;
+use telltale_obd::EcuId;
 use telltale_obd::service::{Request, Response};
 use telltale_wire::v1;
 use tokio::sync::mpsc;
@@ -239,7 +238,7 @@ impl Task {
         }
         let now = Instant::now();
         for batch in self.scheduler.take_due(now, &discovery) {
-            let samples = self.sample(batch.ecu, batch.channel, &batch.pids).await;
+            let samples = self.sample(batch.ecu, batch.target, &batch.pids).await;
             self.link
                 .state()
                 .send_modify(|s| s.samples_made += samples.len() as u64);
@@ -255,11 +254,11 @@ impl Task {
 
     /// Reads one batch of PIDs from one ECU; answered PIDs end their back-off, the others
     /// (silence, refusal, left out of the answer) start or continue it.
-    async fn sample(&mut self, ecu: CanId, channel: Channel, pids: &[u8]) -> Vec<v1::Sample> {
+    async fn sample(&mut self, ecu: EcuId, target: Target, pids: &[u8]) -> Vec<v1::Sample> {
         let req = Request::CurrentData {
             pids: pids.to_vec(),
         };
-        let result = self.link.request(Target::Physical(channel), &req).await;
+        let result = self.link.request(target, &req).await;
         let now = Instant::now();
         let ms = unix_ms();
         let mut samples = Vec::new();
@@ -438,11 +437,11 @@ impl Task {
             return Err(invalid(format!("PID 0x{bad:02X} is not a Mode 01 signal")));
         }
         // Every ECU that supports a PID is asked for it: a one-off read wants them all.
-        let mut by_ecu: BTreeMap<CanId, (Channel, Vec<u8>)> = BTreeMap::new();
+        let mut by_ecu: BTreeMap<EcuId, (Target, Vec<u8>)> = BTreeMap::new();
         for &pid in pids {
             for e in discovery.ecus.iter().filter(|e| e.samples(pid)) {
-                if let Some(ch) = e.channel {
-                    let list = &mut by_ecu.entry(e.ecu).or_insert((ch, Vec::new())).1;
+                if let Some(target) = e.target {
+                    let list = &mut by_ecu.entry(e.ecu).or_insert((target, Vec::new())).1;
                     if !list.contains(&pid) {
                         list.push(pid);
                     }
@@ -455,14 +454,14 @@ impl Task {
         let mut samples = Vec::new();
         let mut refusal = None;
         let ms = unix_ms();
-        for (ecu, (ch, list)) in by_ecu {
+        for (ecu, (target, list)) in by_ecu {
             for chunk in list.chunks(telltale_obd::pid::MAX_PIDS_PER_REQUEST) {
                 let req = Request::CurrentData {
                     pids: chunk.to_vec(),
                 };
                 let answers = self
                     .link
-                    .request(Target::Physical(ch), &req)
+                    .request(target, &req)
                     .await
                     .map_err(request_error)?;
                 for a in answers {
@@ -501,8 +500,8 @@ impl Task {
         frame: u8,
     ) -> Result<v1::FreezeFrame, RequestError> {
         for e in &discovery.ecus {
-            let Some(ch) = e.channel else { continue };
-            if let Some(ff) = dtc_monitor::read_freeze_frame(&mut self.link, ch, frame)
+            let Some(target) = e.target else { continue };
+            if let Some(ff) = dtc_monitor::read_freeze_frame(&mut self.link, target, frame)
                 .await
                 .map_err(request_error)?
             {
@@ -518,17 +517,14 @@ impl Task {
         &mut self,
         discovery: &Discovery,
     ) -> Result<Result<v1::DtcReport, RequestError>, OutputClosed> {
-        let Some(ch) = discovery.source_of(0x0D).and_then(|e| e.channel) else {
+        let Some(target) = discovery.source_of(0x0D).and_then(|e| e.target) else {
             return Ok(Err(moving(
                 "vehicle speed (PID 0D) is not supported: cannot confirm the vehicle is stopped",
             )));
         };
         let speed = self
             .link
-            .request(
-                Target::Physical(ch),
-                &Request::CurrentData { pids: vec![0x0D] },
-            )
+            .request(target, &Request::CurrentData { pids: vec![0x0D] })
             .await;
         let speed = match speed {
             Err(e) if e.is_silence() => return Ok(Err(request_error(e))),

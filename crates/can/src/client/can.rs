@@ -16,12 +16,13 @@ use std::time::Instant;
 use telltale_obd::isotp::addressing::{self, Channel};
 use telltale_obd::isotp::{Reassembler, ReassemblerEvent, RxEvent, Sender};
 use telltale_obd::service::Request;
-use telltale_obd::{CanFrame, CanId};
+use telltale_obd::{CanFrame, CanId, EcuId};
 use tokio::sync::{RwLock, Semaphore};
 use tokio::time::Instant as TokioInstant;
 
 use super::{
-    ClientOptions, DiagError, EcuResponse, Target, decode_answer, functional_outcome, is_pending,
+    ClientOptions, DiagError, EcuResponse, Target, TroubleLog, decode_answer, functional_outcome,
+    is_pending,
 };
 use crate::bus::{BusError, CanBus, Filter};
 use crate::isotp::{IsoTpAddresses, IsoTpSocket};
@@ -41,6 +42,8 @@ struct Inner {
     link: RwLock<()>,
     /// One lock per ECU (by response id).
     ecus: Mutex<HashMap<CanId, Arc<tokio::sync::Mutex<()>>>>,
+    name: String,
+    troubles: TroubleLog,
 }
 
 /// Every OBD response id of one width: `7E8`..`7EF`, or `18DAF1xx`.
@@ -62,6 +65,11 @@ pub fn response_filter(extended: bool) -> Filter {
 
 impl CanClient {
     pub fn new(bus: CanBus, opts: ClientOptions) -> CanClient {
+        CanClient::named(bus, opts, "can")
+    }
+
+    /// A client whose logs name the link `name` (`socketcan:can0`).
+    pub fn named(bus: CanBus, opts: ClientOptions, name: &str) -> CanClient {
         let permits = opts.max_in_flight.max(1);
         CanClient {
             inner: Arc::new(Inner {
@@ -70,8 +78,19 @@ impl CanClient {
                 opts,
                 link: RwLock::new(()),
                 ecus: Mutex::new(HashMap::new()),
+                name: name.to_owned(),
+                troubles: TroubleLog::default(),
             }),
         }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The answers this client could not use, by kind.
+    pub fn troubles(&self) -> &TroubleLog {
+        &self.inner.troubles
     }
 
     pub fn options(&self) -> &ClientOptions {
@@ -104,6 +123,9 @@ impl CanClient {
                 let _ecu = ecu_lock.lock().await;
                 self.physical(ch, req).await.map(|r| vec![r])
             }
+            Target::Node(address) => Err(DiagError::BadRequest(format!(
+                "ECU {address:02X} is on a non-CAN bus; this is a CAN link"
+            ))),
         }
     }
 
@@ -114,7 +136,7 @@ impl CanClient {
 
     async fn physical(&self, ch: Channel, req: &Request) -> Result<EcuResponse, DiagError> {
         let opts = &self.inner.opts;
-        let ecu = ch.response;
+        let ecu = EcuId::Can(ch.response);
         let addrs = IsoTpAddresses {
             tx: ch.request,
             rx: ch.response,
@@ -139,7 +161,7 @@ impl CanClient {
                     }
                 });
             };
-            let response = match decode_answer(ecu, &msg.payload, req.service()) {
+            let answer = match decode_answer(ecu, &msg.payload, req) {
                 Err(DiagError::WrongService { got, .. }) => {
                     // A late answer to an earlier request: not ours, keep waiting for ours.
                     tracing::debug!(%ecu, service = got, "answer to another request ignored");
@@ -147,13 +169,13 @@ impl CanClient {
                 }
                 other => other?,
             };
-            if is_pending(&response) {
+            if is_pending(&answer.response) {
                 tracing::debug!(%ecu, "response pending; waiting up to P2*");
                 pending = true;
                 deadline = TokioInstant::now() + opts.p2_star;
                 continue;
             }
-            return Ok(EcuResponse { ecu, response });
+            return Ok(answer);
         }
     }
 
@@ -191,7 +213,7 @@ impl CanClient {
             let t = now();
             for e in reassembler.handle_timeout(t) {
                 failures.push(DiagError::Transport {
-                    ecu: e.id,
+                    ecu: EcuId::Can(e.id),
                     error: crate::isotp::IsoTpTransferError::Protocol {
                         peer: e.id,
                         error: e.error,
@@ -202,7 +224,7 @@ impl CanClient {
                 let alive = t < until;
                 if !alive {
                     failures.push(DiagError::PendingTimeout {
-                        ecu,
+                        ecu: EcuId::Can(ecu),
                         after: opts.p2_star,
                     });
                 }
@@ -271,14 +293,14 @@ impl CanClient {
                         telltale_obd::isotp::IsoTpError::ReceiveOverflow { len, max },
                     ));
                 }
-                RxEvent::Complete(payload) => match decode_answer(ecu, &payload, req.service()) {
-                    Ok(response) if is_pending(&response) => {
+                RxEvent::Complete(payload) => match decode_answer(ecu.into(), &payload, req) {
+                    Ok(answer) if is_pending(&answer.response) => {
                         tracing::debug!(%ecu, "response pending; waiting up to P2*");
                         pending.insert(ecu, now() + opts.p2_star);
                     }
-                    Ok(response) => {
+                    Ok(answer) => {
                         pending.remove(&ecu);
-                        answers.push(EcuResponse { ecu, response });
+                        answers.push(answer);
                     }
                     Err(DiagError::WrongService { got, .. }) => {
                         // A late answer to an earlier request (after its P2): not an answer
@@ -292,7 +314,13 @@ impl CanClient {
                 },
             }
         }
-        functional_outcome(answers, failures, Target::Functional, opts.p2)
+        functional_outcome(
+            answers,
+            failures,
+            Target::Functional,
+            opts.p2,
+            (&self.inner.troubles, &self.inner.name),
+        )
     }
 
     /// Sends our flow control for `ecu`'s multi-frame answer on its physical request id.
@@ -307,7 +335,7 @@ impl CanClient {
 
 fn transport_failure(ecu: CanId, error: telltale_obd::isotp::IsoTpError) -> DiagError {
     DiagError::Transport {
-        ecu,
+        ecu: EcuId::Can(ecu),
         error: crate::isotp::IsoTpTransferError::Protocol { peer: ecu, error },
     }
 }

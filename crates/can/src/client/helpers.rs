@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use telltale_obd::CanId;
+use telltale_obd::EcuId;
 use telltale_obd::dtc::Dtc;
 use telltale_obd::isotp::addressing::Channel;
-use telltale_obd::pid::{MAX_PIDS_PER_REQUEST, SupportedPids};
+use telltale_obd::pid::SupportedPids;
 use telltale_obd::service::{MAX_FREEZE_FRAME_PAIRS, PidData, Request, Response, VehicleInfo};
 use telltale_obd::uds::{self, DtcRecord, DtcStatus, ReadDtcResponse};
 use telltale_obd::vin::Vin;
@@ -41,10 +41,12 @@ impl DtcKind {
 /// An ECU that answered discovery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EcuInfo {
-    /// The id it answers on.
-    pub ecu: CanId,
-    /// Its physical request/response ids, when its response id is a standard OBD one.
-    pub channel: Option<Channel>,
+    /// The id it answers on, or its source address on a non-CAN bus.
+    pub ecu: EcuId,
+    /// How to ask it alone ([`Target::for_ecu`]); `None` for a CAN response id that is not a
+    /// standard OBD one.
+    #[serde(skip)]
+    pub target: Option<Target>,
     /// The Mode 01 PIDs it supports (bitmap PIDs included).
     pub supported_pids: SupportedPids,
 }
@@ -66,7 +68,8 @@ impl DiagClient {
             })
     }
 
-    /// Current values of `pids` (service 01), asked six at a time, per ECU. PIDs an ECU does
+    /// Current values of `pids` (service 01), asked as many at a time as the link allows
+    /// ([`DiagClient::max_pids_per_request`]), per ECU. PIDs an ECU does
     /// not support are simply missing from its list (ECUs stay silent or answer NRC 0x12/0x31
     /// for those). Fails only when no batch got any answer, or on a transport or decoding
     /// failure.
@@ -74,10 +77,10 @@ impl DiagClient {
         &self,
         target: Target,
         pids: &[u8],
-    ) -> Result<BTreeMap<CanId, Vec<PidData>>, DiagError> {
-        let mut out: BTreeMap<CanId, Vec<PidData>> = BTreeMap::new();
+    ) -> Result<BTreeMap<EcuId, Vec<PidData>>, DiagError> {
+        let mut out: BTreeMap<EcuId, Vec<PidData>> = BTreeMap::new();
         let mut silence = None;
-        for chunk in pids.chunks(MAX_PIDS_PER_REQUEST) {
+        for chunk in pids.chunks(self.max_pids_per_request()) {
             let req =
                 Request::current_data(chunk).map_err(|e| DiagError::BadRequest(e.to_string()))?;
             match self.request(target, &req).await {
@@ -101,7 +104,7 @@ impl DiagClient {
     }
 
     /// Trouble codes of one kind, per answering ECU (ECUs with none have an empty list).
-    pub async fn read_dtcs(&self, kind: DtcKind) -> Result<BTreeMap<CanId, Vec<Dtc>>, DiagError> {
+    pub async fn read_dtcs(&self, kind: DtcKind) -> Result<BTreeMap<EcuId, Vec<Dtc>>, DiagError> {
         let answers = self.request(Target::Functional, &kind.request()).await?;
         let mut out = BTreeMap::new();
         for a in answers {
@@ -119,8 +122,8 @@ impl DiagClient {
         target: Target,
         frame: u8,
         pids: &[u8],
-    ) -> Result<BTreeMap<CanId, Vec<PidData>>, DiagError> {
-        let mut out: BTreeMap<CanId, Vec<PidData>> = BTreeMap::new();
+    ) -> Result<BTreeMap<EcuId, Vec<PidData>>, DiagError> {
+        let mut out: BTreeMap<EcuId, Vec<PidData>> = BTreeMap::new();
         let mut silence = None;
         for chunk in pids.chunks(MAX_FREEZE_FRAME_PAIRS) {
             let req = Request::FreezeFrame {
@@ -167,17 +170,17 @@ impl DiagClient {
             add_bitmaps(&mut supported, &a.response);
             ecus.push(EcuInfo {
                 ecu: a.ecu,
-                channel: Channel::for_response(a.ecu),
+                target: Target::for_ecu(a.ecu),
                 supported_pids: supported,
             });
         }
         for info in &mut ecus {
-            let (Some(channel), mut base) = (info.channel, 0x00u8) else {
+            let (Some(target), mut base) = (info.target, 0x00u8) else {
                 continue;
             };
             while let Some(next) = info.supported_pids.next_bitmap_pid(base) {
                 let req = Request::CurrentData { pids: vec![next] };
-                match self.request(Target::Physical(channel), &req).await {
+                match self.request(target, &req).await {
                     Ok(answers) => {
                         for a in answers {
                             add_bitmaps(&mut info.supported_pids, &a.response);

@@ -12,33 +12,62 @@
 //! everyday helpers (VIN, PIDs with batching, DTCs, freeze frames, discovery) in `helpers`.
 //!
 //! Negative responses are answers ([`Response::Negative`]), not errors; transport failures and
-//! undecodable answers are [`DiagError`]s naming the ECU. What this module does not do: decide
-//! what to poll and when (the agent's business), or keep sessions alive (no UDS 0x3E).
+//! undecodable answers are [`DiagError`]s naming the ECU. A multi-PID answer keeps every PID
+//! that decodes ([`EcuResponse::damaged`] lists the rest). Every answer that could not be used
+//! is counted by kind in the client's [`TroubleLog`] and logged once per kind ([`trouble`]).
+//! What this module does not do: decide what to poll and when (the agent's business), or keep
+//! sessions alive (no UDS 0x3E).
 
 pub mod can;
 mod helpers;
+pub mod trouble;
 
 use std::fmt;
 use std::time::Duration;
 
 use telltale_obd::elm327::Condition;
 use telltale_obd::isotp::addressing::Channel;
-use telltale_obd::service::{Request, Response, ServiceError};
-use telltale_obd::{CanId, isotp};
+use telltale_obd::service::{DamagedPid, Request, Response, ServiceError};
+use telltale_obd::{EcuId, isotp, pid};
 
 use crate::bus::BusError;
 use crate::elm327::Elm327Client;
 use crate::isotp::IsoTpTransferError;
 
 pub use helpers::{DtcKind, EcuInfo};
+pub use trouble::{Trouble, TroubleLog};
 
 /// Whom a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Target {
-    /// Every emissions-related ECU (`7DF` / `18DB33F1`).
+    /// Every emissions-related ECU (`7DF` / `18DB33F1` on CAN).
     Functional,
-    /// One ECU.
+    /// One ECU on CAN, on its physical ids.
     Physical(Channel),
+    /// One ECU on a non-CAN bus (SAE J1850, ISO 9141-2, ISO 14230-4), by source address. OBD
+    /// requests on those buses are addressed to every ECU, so the request goes out functionally
+    /// and only this ECU's answer is kept.
+    Node(u8),
+}
+
+impl Target {
+    /// How to ask `ecu` alone: `None` for a CAN id that is not one of the standard OBD
+    /// response ids (it can only be asked functionally).
+    pub fn for_ecu(ecu: EcuId) -> Option<Target> {
+        match ecu {
+            EcuId::Can(id) => Channel::for_response(id).map(Target::Physical),
+            EcuId::Node(address) => Some(Target::Node(address)),
+        }
+    }
+
+    /// Whether `ecu` is the one this target asks (every ECU, for a functional request).
+    pub fn includes(self, ecu: EcuId) -> bool {
+        match self {
+            Target::Functional => true,
+            Target::Physical(ch) => ecu == EcuId::Can(ch.response),
+            Target::Node(address) => ecu == EcuId::Node(address),
+        }
+    }
 }
 
 impl fmt::Display for Target {
@@ -46,6 +75,7 @@ impl fmt::Display for Target {
         match self {
             Target::Functional => f.write_str("any ECU (functional request)"),
             Target::Physical(ch) => write!(f, "ECU {}", ch.response),
+            Target::Node(address) => write!(f, "ECU {address:02X}"),
         }
     }
 }
@@ -53,9 +83,13 @@ impl fmt::Display for Target {
 /// One ECU's answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EcuResponse {
-    /// The id the ECU answered on (`7E8`, `18DAF110`).
-    pub ecu: CanId,
+    /// The ECU that answered: the id it answered on (`7E8`, `18DAF110`), or its source address
+    /// on a non-CAN bus.
+    pub ecu: EcuId,
     pub response: Response,
+    /// The parts of a multi-PID or freeze-frame answer that did not decode (the response
+    /// holds the rest). Empty for every other service.
+    pub damaged: Vec<DamagedPid>,
 }
 
 /// Why a request produced no answer.
@@ -65,20 +99,20 @@ pub enum DiagError {
     #[error("no answer from {target} within {} ms", after.as_millis())]
     NoResponse { target: Target, after: Duration },
     #[error("ECU {ecu} said \"response pending\" (NRC 0x78) but sent no answer within {} ms", after.as_millis())]
-    PendingTimeout { ecu: CanId, after: Duration },
+    PendingTimeout { ecu: EcuId, after: Duration },
     #[error("ECU {ecu}: transport failed: {error}")]
     Transport {
-        ecu: CanId,
+        ecu: EcuId,
         error: IsoTpTransferError,
     },
     #[error("ECU {ecu}: undecodable answer {}: {error}", hex(payload))]
     Decode {
-        ecu: CanId,
+        ecu: EcuId,
         payload: Vec<u8>,
         error: ServiceError,
     },
     #[error("ECU {ecu} answered service 0x{got:02X} to a request for service 0x{expected:02X}")]
-    WrongService { ecu: CanId, expected: u8, got: u8 },
+    WrongService { ecu: EcuId, expected: u8, got: u8 },
     #[error("cannot send this request: {0}")]
     BadRequest(String),
     #[error("CAN link: {0}")]
@@ -93,7 +127,7 @@ pub enum DiagError {
     /// returns negative answers as [`Response::Negative`]).
     #[error("ECU {ecu} refused: {response}")]
     Rejected {
-        ecu: CanId,
+        ecu: EcuId,
         response: telltale_obd::nrc::NegativeResponse,
     },
     #[error("{what} is not supported by any ECU that answered")]
@@ -185,20 +219,33 @@ pub enum DiagClient {
 
 impl DiagClient {
     /// Sends `req` to `target` and returns every answer: one for a physical request, one per
-    /// responding ECU for a functional one (sorted by ECU id).
+    /// responding ECU for a functional one (sorted by ECU).
     ///
     /// A functional request succeeds when at least one ECU answered usably; the failures of
-    /// the others are logged. It fails with the first failure when every answer failed, and
-    /// with [`DiagError::NoResponse`] when nothing answered.
+    /// the others are counted in [`DiagClient::troubles`]. It fails with the first failure
+    /// when every answer failed, and with [`DiagError::NoResponse`] when nothing answered.
     pub async fn request(
         &self,
         target: Target,
         req: &Request,
     ) -> Result<Vec<EcuResponse>, DiagError> {
-        match self {
+        let result = match self {
             DiagClient::Can(c) => c.request(target, req).await,
             DiagClient::Elm327(c) => c.request(target, req).await,
+        };
+        let troubles = self.troubles();
+        match &result {
+            Ok(answers) => {
+                for a in answers {
+                    for d in &a.damaged {
+                        let detail = format!("ECU {}: {} ({})", a.ecu, d.error, hex(&d.bytes));
+                        troubles.record(Trouble::DamagedPid, self.name(), &detail);
+                    }
+                }
+            }
+            Err(e) => troubles.record_error(e, self.name()),
         }
+        result
     }
 
     /// Whether the link uses 29-bit identifiers (CAN: as configured; ELM327: as the adapter
@@ -209,47 +256,82 @@ impl DiagClient {
             DiagClient::Elm327(c) => c.uses_extended_ids(),
         }
     }
+
+    /// How many PIDs one service 01 request may carry on this link: six on CAN (ISO
+    /// 15765-4), one on the older buses, where SAE J1979 knows no multi-PID requests.
+    pub fn max_pids_per_request(&self) -> usize {
+        match self {
+            DiagClient::Elm327(c) if !c.is_can() => 1,
+            _ => pid::MAX_PIDS_PER_REQUEST,
+        }
+    }
+
+    /// The answers this client could not use so far, by kind.
+    pub fn troubles(&self) -> &TroubleLog {
+        match self {
+            DiagClient::Can(c) => c.troubles(),
+            DiagClient::Elm327(c) => c.troubles(),
+        }
+    }
+
+    /// The link, for logs: `socketcan:can0`, `elm327+tcp:HOST:PORT`.
+    pub fn name(&self) -> &str {
+        match self {
+            DiagClient::Can(c) => c.name(),
+            DiagClient::Elm327(c) => c.name(),
+        }
+    }
 }
 
-/// Builds the result of a functional request from the answers and failures collected.
+/// Builds the result of a functional request from the answers and failures collected. When
+/// some ECU answered, the others' failures are counted in `troubles` (the caller counts the
+/// one failure it returns otherwise).
 pub(crate) fn functional_outcome(
     mut answers: Vec<EcuResponse>,
     failures: Vec<DiagError>,
     target: Target,
     after: Duration,
+    troubles: (&TroubleLog, &str),
 ) -> Result<Vec<EcuResponse>, DiagError> {
-    for f in &failures {
-        tracing::warn!(cause = %f, "an ECU's answer to a functional request failed");
-    }
+    let mut failures = failures.into_iter();
     if answers.is_empty() {
-        return Err(failures
-            .into_iter()
-            .next()
-            .unwrap_or(DiagError::NoResponse { target, after }));
+        let first = failures.next();
+        for f in failures {
+            troubles.0.record_error(&f, troubles.1);
+        }
+        return Err(first.unwrap_or(DiagError::NoResponse { target, after }));
+    }
+    for f in failures {
+        troubles.0.record_error(&f, troubles.1);
     }
     answers.sort_by_key(|a| a.ecu);
     Ok(answers)
 }
 
-/// Decodes one ECU's answer and checks it is for the service asked.
+/// Decodes one ECU's answer to `req` and checks it is for the service asked. The parts of a
+/// multi-PID answer that do not decode come back beside the response.
 pub(crate) fn decode_answer(
-    ecu: CanId,
+    ecu: EcuId,
     payload: &[u8],
-    service: u8,
-) -> Result<Response, DiagError> {
-    let response = Response::parse(payload).map_err(|error| DiagError::Decode {
+    req: &Request,
+) -> Result<EcuResponse, DiagError> {
+    let answer = Response::parse_answer(req, payload).map_err(|error| DiagError::Decode {
         ecu,
         payload: payload.to_vec(),
         error,
     })?;
-    if response.service() != service {
+    if answer.response.service() != req.service() {
         return Err(DiagError::WrongService {
             ecu,
-            expected: service,
-            got: response.service(),
+            expected: req.service(),
+            got: answer.response.service(),
         });
     }
-    Ok(response)
+    Ok(EcuResponse {
+        ecu,
+        response: answer.response,
+        damaged: answer.damaged,
+    })
 }
 
 /// NRC 0x78: the ECU will answer later.

@@ -5,17 +5,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use telltale_obd::CanId;
 use telltale_obd::elm327::{
     Condition, Elm327Error, INIT_SEQUENCE, IdWidth, ParseOptions, Reply, ReplyBuffer, parse_reply,
 };
 use telltale_obd::service::Request;
+use telltale_obd::{CanId, EcuId};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::client::{
-    ClientOptions, DiagError, EcuResponse, Target, decode_answer, functional_outcome, hex,
-    is_pending,
+    ClientOptions, DiagError, EcuResponse, Target, TroubleLog, decode_answer, functional_outcome,
+    hex, is_pending,
 };
 
 /// The ELM327's own answer timeout by default (`ATST 32`: 50 × 4.096 ms). `NO DATA` means
@@ -52,10 +52,18 @@ pub(super) struct Adapter<S> {
     extended: Arc<AtomicBool>,
     /// The `ATSH` header in force (`None` after a reset: the adapter's default, functional).
     header: Option<String>,
+    name: String,
+    troubles: TroubleLog,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Adapter<S> {
-    pub(super) fn new(io: S, opts: ClientOptions, extended: Arc<AtomicBool>) -> Adapter<S> {
+    pub(super) fn new(
+        io: S,
+        opts: ClientOptions,
+        extended: Arc<AtomicBool>,
+        name: &str,
+        troubles: TroubleLog,
+    ) -> Adapter<S> {
         Adapter {
             io,
             buf: ReplyBuffer::new(),
@@ -63,6 +71,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Adapter<S> {
             width: IdWidth::Bits11,
             extended,
             header: None,
+            name: name.to_owned(),
+            troubles,
         }
     }
 
@@ -197,27 +207,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Adapter<S> {
                 )));
             }
         };
-        let fallback = match target {
+        let fallback = EcuId::Can(match target {
             Target::Physical(ch) => ch.response,
-            Target::Functional => CanId::Standard(0x7E8),
-        };
+            Target::Functional | Target::Node(_) => CanId::Standard(0x7E8),
+        });
         let mut answers: Vec<EcuResponse> = Vec::new();
         let mut failures = Vec::new();
         let mut pending = Vec::new();
         for m in messages {
-            let ecu = m.header.unwrap_or(fallback);
-            if let Target::Physical(ch) = target
-                && ecu != ch.response
-            {
+            let ecu = m.header.map_or(fallback, EcuId::Can);
+            if !target.includes(ecu) {
                 tracing::debug!(%ecu, "answer from another ECU to a physical request; ignored");
                 continue;
             }
-            match decode_answer(ecu, &m.payload, req.service()) {
-                Ok(r) if is_pending(&r) => pending.push(ecu),
-                Ok(response) => {
+            match decode_answer(ecu, &m.payload, req) {
+                Ok(r) if is_pending(&r.response) => pending.push(ecu),
+                Ok(answer) => {
                     // One answer per ECU: a later one replaces an earlier (after 0x78).
-                    answers.retain(|a| a.ecu != ecu);
-                    answers.push(EcuResponse { ecu, response });
+                    answers.retain(|a: &EcuResponse| a.ecu != ecu);
+                    answers.push(answer);
                 }
                 Err(e) => failures.push(e),
             }
@@ -231,18 +239,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Adapter<S> {
             }
         }
         match target {
-            Target::Functional => {
-                functional_outcome(answers, failures, target, ELM_DEFAULT_TIMEOUT)
-                    .map_err(Failure::Final)
+            Target::Functional => functional_outcome(
+                answers,
+                failures,
+                target,
+                ELM_DEFAULT_TIMEOUT,
+                (&self.troubles, &self.name),
+            )
+            .map_err(Failure::Final),
+            Target::Physical(_) | Target::Node(_) => {
+                match (answers.pop(), failures.into_iter().next()) {
+                    (Some(a), _) => Ok(vec![a]),
+                    (None, Some(e)) => Err(Failure::Final(e)),
+                    (None, None) => Err(Failure::Final(DiagError::NoResponse {
+                        target,
+                        after: ELM_DEFAULT_TIMEOUT,
+                    })),
+                }
             }
-            Target::Physical(_) => match (answers.pop(), failures.into_iter().next()) {
-                (Some(a), _) => Ok(vec![a]),
-                (None, Some(e)) => Err(Failure::Final(e)),
-                (None, None) => Err(Failure::Final(DiagError::NoResponse {
-                    target,
-                    after: ELM_DEFAULT_TIMEOUT,
-                })),
-            },
         }
     }
 
@@ -252,6 +266,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Adapter<S> {
             (Target::Functional, IdWidth::Bits11) => CanId::Standard(0x7DF),
             (Target::Functional, IdWidth::Bits29) => CanId::Extended(0x18DB_33F1),
             (Target::Physical(ch), _) => ch.request,
+            (Target::Node(address), _) => {
+                return Err(Failure::Final(DiagError::BadRequest(format!(
+                    "ECU {address:02X} is on a non-CAN bus; this adapter talks CAN"
+                ))));
+            }
         };
         // 11-bit: three digits. 29-bit: the low three bytes; the priority byte stays the
         // adapter's default 18 (ATCP), which is what OBD uses.

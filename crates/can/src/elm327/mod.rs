@@ -27,7 +27,7 @@ use telltale_obd::service::Request;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::client::{ClientOptions, DiagError, EcuResponse, Target};
+use crate::client::{ClientOptions, DiagError, EcuResponse, Target, TroubleLog};
 
 /// Requests queued for the adapter task before `request` waits.
 const QUEUE: usize = 16;
@@ -44,6 +44,7 @@ pub struct Elm327Client {
     jobs: mpsc::Sender<Job>,
     extended: Arc<AtomicBool>,
     name: Arc<str>,
+    troubles: TroubleLog,
 }
 
 impl std::fmt::Debug for Job {
@@ -69,7 +70,14 @@ impl Elm327Client {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let extended = Arc::new(AtomicBool::new(false));
-        let mut adapter = adapter::Adapter::new(stream, opts.clone(), extended.clone());
+        let troubles = TroubleLog::default();
+        let mut adapter = adapter::Adapter::new(
+            stream,
+            opts.clone(),
+            extended.clone(),
+            name,
+            troubles.clone(),
+        );
         adapter.init().await?;
         let (jobs, mut rx) = mpsc::channel::<Job>(QUEUE);
         let task_name = name.to_owned();
@@ -84,6 +92,7 @@ impl Elm327Client {
             jobs,
             extended,
             name: name.into(),
+            troubles,
         })
     }
 
@@ -136,5 +145,15 @@ impl Elm327Client {
     /// `elm327:/dev/ttyUSB0` or `elm327+tcp:HOST:PORT`, for logs.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether the vehicle's bus is CAN (ISO 15765-4), as `ATDPN` said.
+    pub fn is_can(&self) -> bool {
+        true
+    }
+
+    /// The answers this client could not use, by kind.
+    pub fn troubles(&self) -> &TroubleLog {
+        &self.troubles
     }
 }
