@@ -113,6 +113,21 @@ pub fn metrics(doc: &StatusDoc) -> String {
         "counter",
         &[("", doc.vehicle.requests_unanswered)],
     );
+    let unusable: Vec<(String, u64)> = doc
+        .vehicle
+        .unusable_answers
+        .iter()
+        .map(|(kind, n)| (format!("{{kind=\"{kind}\"}}"), *n))
+        .collect();
+    out.family(
+        "unusable_answers_total",
+        "Answers from the vehicle or the adapter that could not be used, by kind.",
+        "counter",
+        &unusable
+            .iter()
+            .map(|(l, n)| (l.as_str(), *n))
+            .collect::<Vec<_>>(),
+    );
     out.family(
         "samples_total",
         "Signal samples made.",
@@ -228,4 +243,40 @@ pub async fn serve(listener: TcpListener, board: Board, shutdown: CancellationTo
         _ => None,
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unusable_answers_are_one_family_labelled_by_kind() {
+        let mut vehicle = VehicleState::default();
+        vehicle.unusable_answers.insert("damaged_pid".to_owned(), 3);
+        vehicle
+            .unusable_answers
+            .insert("adapter_buffer_full".to_owned(), 1);
+        let doc = StatusDoc {
+            device_id: "car-1".into(),
+            boot_id: "00".into(),
+            version: "test".into(),
+            uptime_s: 1,
+            last_seq: 0,
+            vehicle,
+            mqtt: UplinkState::default(),
+            spool: SpoolStats::default(),
+            resident_bytes: None,
+        };
+        let text = metrics(&doc);
+        assert!(
+            text.contains("# TYPE telltale_agent_unusable_answers_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "telltale_agent_unusable_answers_total{kind=\"adapter_buffer_full\"} 1\n"
+            )
+        );
+        assert!(text.contains("telltale_agent_unusable_answers_total{kind=\"damaged_pid\"} 3\n"));
+    }
 }

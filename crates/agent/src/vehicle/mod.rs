@@ -125,6 +125,9 @@ pub struct VehicleState {
     pub link_state: String,
     pub requests_sent: u64,
     pub requests_unanswered: u64,
+    /// Answers that could not be used, by kind (`damaged_pid`, `dtc_count`,
+    /// `adapter_buffer_full`, ...; see `telltale_can::client::Trouble`).
+    pub unusable_answers: std::collections::BTreeMap<String, u64>,
     pub samples_made: u64,
     pub dtc_reports_made: u64,
 }

@@ -133,6 +133,7 @@ impl Task {
     }
 
     async fn discover(&mut self) -> Result<(), OutputClosed> {
+        self.link.forget_damage();
         match discovery::discover(&mut self.link).await {
             Ok(found) => {
                 let now = Instant::now();
