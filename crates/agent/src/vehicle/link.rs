@@ -188,29 +188,35 @@ fn pids_of(req: &Request) -> Vec<u8> {
 /// The pieces a request goes out as: the `alone` PIDs each on their own, the rest at most
 /// `max` to a request (three for service 02 on CAN). Other services go out as they are.
 fn split(req: &Request, max: usize, alone: &BTreeSet<u8>) -> Vec<Request> {
-    let max = max.max(1);
     match req {
-        Request::CurrentData { pids } => {
-            let (single, shared): (Vec<u8>, Vec<u8>) = pids.iter().partition(|p| alone.contains(p));
-            shared
-                .chunks(max)
-                .map(<[u8]>::to_vec)
-                .chain(single.into_iter().map(|p| vec![p]))
-                .map(|pids| Request::CurrentData { pids })
-                .collect()
-        }
+        Request::CurrentData { pids } => pieces(pids, |&p| p, max, alone)
+            .into_iter()
+            .map(|pids| Request::CurrentData { pids })
+            .collect(),
         Request::FreezeFrame { pids } => {
-            let (single, shared): (Vec<(u8, u8)>, Vec<(u8, u8)>) =
-                pids.iter().partition(|(p, _)| alone.contains(p));
-            shared
-                .chunks(max.min(MAX_FREEZE_FRAME_PAIRS))
-                .map(<[(u8, u8)]>::to_vec)
-                .chain(single.into_iter().map(|p| vec![p]))
+            pieces(pids, |&(p, _)| p, max.min(MAX_FREEZE_FRAME_PAIRS), alone)
+                .into_iter()
                 .map(|pids| Request::FreezeFrame { pids })
                 .collect()
         }
         other => vec![other.clone()],
     }
+}
+
+/// `items` in groups of at most `max`, those whose PID is `alone` each in a group of its own,
+/// after the others.
+fn pieces<T: Copy>(
+    items: &[T],
+    pid: impl Fn(&T) -> u8,
+    max: usize,
+    alone: &BTreeSet<u8>,
+) -> Vec<Vec<T>> {
+    let (single, shared): (Vec<T>, Vec<T>) = items.iter().partition(|i| alone.contains(&pid(i)));
+    shared
+        .chunks(max.max(1))
+        .map(<[T]>::to_vec)
+        .chain(single.into_iter().map(|i| vec![i]))
+        .collect()
 }
 
 /// Adds one piece's answer to the ECU's merged answer: PID lists and damage add up; data
