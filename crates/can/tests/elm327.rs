@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use telltale_can::client::{ClientOptions, DiagClient, DiagError, DtcKind, Target};
+use telltale_can::client::{ClientOptions, DiagClient, DiagError, DtcKind, Target, Trouble};
 use telltale_can::elm327::Elm327Client;
 use telltale_obd::CanId;
 use telltale_obd::EcuId;
@@ -311,7 +311,7 @@ async fn unsupported_requests_are_no_response() {
     assert!(err.is_silence(), "{err}");
 }
 
-async fn recovers_from(fault: Fault) {
+async fn recovers_from(fault: Fault, kind: Trouble) {
     let script = Script {
         faults: VecDeque::from([fault]),
         ..Script::default()
@@ -325,37 +325,46 @@ async fn recovers_from(fault: Fault) {
     assert_eq!(answers.len(), 1, "{fault:?}");
     assert_eq!(count(&log, "ATZ"), 2, "{fault:?}: re-initialised once");
     assert_eq!(count(&log, "010C0D"), 2, "{fault:?}: retried once");
+    assert_eq!(
+        c.troubles().counts().into_iter().collect::<Vec<_>>(),
+        vec![(kind, 1)],
+        "{fault:?}: counted by kind"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn recovers_from_question_mark() {
-    recovers_from(("010C0D", Some("?"))).await;
+    recovers_from(("010C0D", Some("?")), Trouble::AdapterUnknownCommand).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn recovers_from_stopped() {
-    recovers_from(("010C0D", Some("STOPPED"))).await;
+    recovers_from(("010C0D", Some("STOPPED")), Trouble::AdapterStopped).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn recovers_from_a_reset_banner_mid_stream() {
-    recovers_from(("010C0D", Some("\r\rELM327 v1.5"))).await;
+    recovers_from(("010C0D", Some("\r\rELM327 v1.5")), Trouble::AdapterReset).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn recovers_from_a_low_voltage_reset() {
-    recovers_from(("010C0D", Some("LV RESET"))).await;
+    recovers_from(("010C0D", Some("LV RESET")), Trouble::AdapterOther).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn recovers_from_garbage() {
-    recovers_from(("010C0D", Some("7E8 06 41 0C ZZ\u{1}"))).await;
+    recovers_from(
+        ("010C0D", Some("7E8 06 41 0C ZZ\u{1}")),
+        Trouble::AdapterGarbled,
+    )
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn recovers_from_silence() {
     let t0 = tokio::time::Instant::now();
-    recovers_from(("010C0D", None)).await;
+    recovers_from(("010C0D", None), Trouble::AdapterSilent).await;
     // The command timeout (10 s) passed once.
     assert!(tokio::time::Instant::now() - t0 >= Duration::from_secs(10));
 }

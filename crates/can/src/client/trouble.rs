@@ -36,8 +36,13 @@ pub enum Trouble {
     PendingTimeout,
     /// One line of a non-CAN answer with a wrong check byte.
     BadCheckByte,
-    /// The adapter printed something it should not (garbled text, its reset banner).
+    /// The adapter printed something it should not (garbled text, an answer of the wrong
+    /// kind).
     AdapterGarbled,
+    /// The adapter did not answer a command in time.
+    AdapterSilent,
+    /// The adapter reset itself in the middle of the dialogue (its banner appeared).
+    AdapterReset,
     /// `?`: the adapter did not understand a command.
     AdapterUnknownCommand,
     /// `BUFFER FULL`.

@@ -14,8 +14,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::client::{
-    ClientOptions, DiagError, EcuResponse, Target, TroubleLog, decode_answer, functional_outcome,
-    hex, is_pending,
+    ClientOptions, DiagError, EcuResponse, Target, Trouble, TroubleLog, decode_answer,
+    functional_outcome, hex, is_pending,
 };
 
 /// The ELM327's own answer timeout by default (`ATST 32`: 50 × 4.096 ms). `NO DATA` means
@@ -39,7 +39,7 @@ enum Mode {
 #[derive(Debug)]
 enum Failure {
     /// The adapter reset, refused, stopped, garbled or went silent: re-initialise and retry.
-    Recoverable(String),
+    Recoverable(Trouble, String),
     /// Retrying cannot help.
     Final(DiagError),
 }
@@ -124,7 +124,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Adapter<S> {
         {
             Ok(_) => {}
             Err(Failure::Final(e)) => return Err(e),
-            Err(Failure::Recoverable(why)) => {
+            Err(Failure::Recoverable(_, why)) => {
                 return Err(DiagError::Adapter(format!(
                     "the first request (0100) failed: {why}"
                 )));
@@ -161,16 +161,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Adapter<S> {
         let first = match self.try_request(target, req).await {
             Ok(r) => return Ok(r),
             Err(Failure::Final(e)) => return Err(e),
-            Err(Failure::Recoverable(why)) => why,
+            Err(Failure::Recoverable(kind, why)) => {
+                self.troubles.record(kind, &self.name, &why);
+                why
+            }
         };
-        tracing::warn!(cause = %first, "ELM327 adapter misbehaved; re-initialising and retrying");
+        tracing::debug!(cause = %first, "ELM327 adapter misbehaved; re-initialising and retrying");
         self.init().await.map_err(|e| {
             DiagError::Adapter(format!("{first}; then re-initialising failed: {e}"))
         })?;
         match self.try_request(target, req).await {
             Ok(r) => Ok(r),
             Err(Failure::Final(e)) => Err(e),
-            Err(Failure::Recoverable(why)) => Err(DiagError::Adapter(format!(
+            Err(Failure::Recoverable(_, why)) => Err(DiagError::Adapter(format!(
                 "{first}; after re-initialising, again: {why}"
             ))),
         }
@@ -202,9 +205,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Adapter<S> {
                 }));
             }
             other => {
-                return Err(Failure::Recoverable(format!(
-                    "answered {other:?} to an OBD request"
-                )));
+                return Err(Failure::Recoverable(
+                    Trouble::AdapterGarbled,
+                    format!("answered {other:?} to an OBD request"),
+                ));
             }
         };
         let fallback = EcuId::Can(match target {
@@ -290,9 +294,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Adapter<S> {
                 self.header = Some(header);
                 Ok(())
             }
-            other => Err(Failure::Recoverable(format!(
-                "ATSH{header} answered {other:?}"
-            ))),
+            other => Err(Failure::Recoverable(
+                Trouble::AdapterGarbled,
+                format!("ATSH{header} answered {other:?}"),
+            )),
         }
     }
 
@@ -314,10 +319,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Adapter<S> {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(io_failure("writing to the adapter", &e)),
             Err(_) => {
-                return Err(self.recover(format!(
-                    "the adapter took no input for {} ms",
-                    timeout.as_millis()
-                )));
+                return Err(self.recover(
+                    Trouble::AdapterSilent,
+                    format!("the adapter took no input for {} ms", timeout.as_millis()),
+                ));
             }
         }
         let opts = ParseOptions {
@@ -335,22 +340,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Adapter<S> {
                     continue;
                 }
                 Some(Err(e)) => {
-                    return Err(self.recover(format!("unreadable reply to {}: {e}", cmd.trim())));
+                    return Err(self.recover(
+                        Trouble::AdapterGarbled,
+                        format!("unreadable reply to {}: {e}", cmd.trim()),
+                    ));
                 }
                 None => {
-                    return Err(self.recover(format!(
-                        "no answer to {} within {} ms",
-                        cmd.trim(),
-                        timeout.as_millis()
-                    )));
+                    return Err(self.recover(
+                        Trouble::AdapterSilent,
+                        format!(
+                            "no answer to {} within {} ms",
+                            cmd.trim(),
+                            timeout.as_millis()
+                        ),
+                    ));
                 }
             };
             tracing::trace!(reply = %text.trim(), "ELM327 ->");
             if !expects_banner && is_banner(&text) {
-                return Err(self.recover(format!(
-                    "the adapter reset itself (printed {:?})",
-                    text.trim()
-                )));
+                return Err(self.recover(
+                    Trouble::AdapterReset,
+                    format!("the adapter reset itself (printed {:?})", text.trim()),
+                ));
             }
             match parse_reply(&text, &opts) {
                 Ok(reply) => return Ok(reply),
@@ -419,9 +430,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Adapter<S> {
         }
     }
 
-    fn recover(&mut self, why: String) -> Failure {
+    fn recover(&mut self, kind: Trouble, why: String) -> Failure {
         self.buf.clear();
-        Failure::Recoverable(why)
+        Failure::Recoverable(kind, why)
     }
 
     fn classify(&mut self, cmd: &str, e: Elm327Error) -> Failure {
@@ -431,14 +442,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Adapter<S> {
                 | Condition::Stopped
                 | Condition::LowVoltageReset
                 | Condition::Internal(94),
-            ) => self.recover(format!(
-                "the adapter answered {} to {}",
+            ) => self.recover(
                 e.condition()
-                    .map_or_else(|| e.to_string(), |c| c.to_string()),
-                cmd.trim()
-            )),
+                    .and_then(Trouble::of_condition)
+                    .unwrap_or(Trouble::AdapterOther),
+                format!(
+                    "the adapter answered {} to {}",
+                    e.condition()
+                        .map_or_else(|| e.to_string(), |c| c.to_string()),
+                    cmd.trim()
+                ),
+            ),
             Some(c) => Failure::Final(DiagError::AdapterCondition(c)),
-            None => self.recover(format!("unreadable reply to {}: {e}", cmd.trim())),
+            None => self.recover(
+                Trouble::AdapterGarbled,
+                format!("unreadable reply to {}: {e}", cmd.trim()),
+            ),
         }
     }
 }
@@ -455,7 +474,7 @@ fn io_failure(what: &str, e: &std::io::Error) -> Failure {
 fn init_error(cmd: &str, f: Failure) -> DiagError {
     match f {
         Failure::Final(e) => e,
-        Failure::Recoverable(why) => DiagError::Adapter(format!(
+        Failure::Recoverable(_, why) => DiagError::Adapter(format!(
             "initialisation failed at {}: {why}",
             cmd.trim_end()
         )),
