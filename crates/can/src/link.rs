@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `socketcan:IFACE` | a SocketCAN interface (`can0`, `vcan0`) |
 //! | `slcan:PATH[@BITRATE[:SERIAL_BAUD]]` | an SLCAN/Lawicel serial adapter; `BITRATE` is the **CAN** bitrate in bit/s (default 500000), `SERIAL_BAUD` the serial line's (default 115200; USB adapters ignore it) |
-//! | `elm327:PATH[@BAUD]` | an ELM327 on a serial port; `BAUD` is the serial baud rate (default 38400) |
+//! | `elm327:PATH[@BAUD[:FAST_BAUD]]` | an ELM327 on a serial port; `BAUD` is the adapter's power-up rate (default 38400), `FAST_BAUD` a faster rate to switch to with `AT BRD` after each reset (kept only when the adapter and the line handle it) |
 //! | `elm327+tcp:HOST:PORT` | an ELM327 Wi-Fi dongle (usually `192.168.0.10:35000`) |
 //! | `sim:NAME` | the in-process virtual bus `NAME` (simulator and demo in one process) |
 
@@ -25,7 +25,7 @@ pub const DEFAULT_ELM327_BAUD: u32 = 38_400;
 
 /// The accepted forms, for error messages and `--help`.
 pub const LINK_FORMS: &str = "socketcan:IFACE, slcan:PATH[@CAN_BITRATE[:SERIAL_BAUD]], \
-                              elm327:PATH[@BAUD], elm327+tcp:HOST:PORT, sim:NAME";
+                              elm327:PATH[@BAUD[:FAST_BAUD]], elm327+tcp:HOST:PORT, sim:NAME";
 
 /// A link, as the user names it. See the module docs for the text forms.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -42,7 +42,10 @@ pub enum LinkSpec {
     },
     Elm327Serial {
         path: String,
+        /// The adapter's power-up rate.
         baud: u32,
+        /// A faster rate to agree with `AT BRD`.
+        fast_baud: Option<u32>,
     },
     Elm327Tcp {
         addr: String,
@@ -130,9 +133,17 @@ impl FromStr for LinkSpec {
                 })
             }
             "elm327" => {
-                let (path, baud) = match rest.rsplit_once('@') {
-                    Some((p, b)) => (p, number(s, "baud rate", b)?),
-                    None => (rest, DEFAULT_ELM327_BAUD),
+                let (path, speeds) = match rest.rsplit_once('@') {
+                    Some((p, sp)) => (p, Some(sp)),
+                    None => (rest, None),
+                };
+                let (baud, fast_baud) = match speeds.map(|sp| sp.split_once(':')) {
+                    None => (DEFAULT_ELM327_BAUD, None),
+                    Some(None) => (number(s, "baud rate", speeds.unwrap_or_default())?, None),
+                    Some(Some((baud, fast))) => (
+                        number(s, "baud rate", baud)?,
+                        Some(number(s, "fast baud rate", fast)?),
+                    ),
                 };
                 if path.is_empty() {
                     return Err(err("no serial port path"));
@@ -140,6 +151,7 @@ impl FromStr for LinkSpec {
                 Ok(LinkSpec::Elm327Serial {
                     path: path.to_owned(),
                     baud,
+                    fast_baud,
                 })
             }
             "elm327+tcp" => {
@@ -171,7 +183,16 @@ impl fmt::Display for LinkSpec {
                 can_bitrate,
                 serial_baud,
             } => write!(f, "slcan:{path}@{can_bitrate}:{serial_baud}"),
-            LinkSpec::Elm327Serial { path, baud } => write!(f, "elm327:{path}@{baud}"),
+            LinkSpec::Elm327Serial {
+                path,
+                baud,
+                fast_baud: None,
+            } => write!(f, "elm327:{path}@{baud}"),
+            LinkSpec::Elm327Serial {
+                path,
+                baud,
+                fast_baud: Some(fast),
+            } => write!(f, "elm327:{path}@{baud}:{fast}"),
             LinkSpec::Elm327Tcp { addr } => write!(f, "elm327+tcp:{addr}"),
             LinkSpec::Sim { name } => write!(f, "sim:{name}"),
         }
@@ -225,7 +246,11 @@ pub async fn open(spec: &LinkSpec, opts: &ClientOptions) -> Result<DiagClient, O
                 &spec.to_string(),
             )))
         }
-        LinkSpec::Elm327Serial { path, baud } => Elm327Client::open_serial(path, *baud, opts)
+        LinkSpec::Elm327Serial {
+            path,
+            baud,
+            fast_baud,
+        } => Elm327Client::open_serial(path, *baud, *fast_baud, opts)
             .await
             .map(DiagClient::Elm327)
             .map_err(diag),
@@ -282,6 +307,15 @@ mod tests {
                 LinkSpec::Elm327Serial {
                     path: "/dev/ttyUSB0".into(),
                     baud: 38_400,
+                    fast_baud: None,
+                },
+            ),
+            (
+                "elm327:/dev/ttyUSB0@38400:115200",
+                LinkSpec::Elm327Serial {
+                    path: "/dev/ttyUSB0".into(),
+                    baud: 38_400,
+                    fast_baud: Some(115_200),
                 },
             ),
             (
@@ -289,6 +323,7 @@ mod tests {
                 LinkSpec::Elm327Serial {
                     path: "/dev/rfcomm0".into(),
                     baud: 38_400,
+                    fast_baud: None,
                 },
             ),
             (

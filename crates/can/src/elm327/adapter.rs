@@ -10,9 +10,10 @@ use telltale_obd::elm327::{
 };
 use telltale_obd::service::Request;
 use telltale_obd::{CanId, EcuId};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
+use super::line::{AdapterStream, LineSpeed};
 use crate::client::{
     ClientOptions, DiagError, EcuResponse, Target, Trouble, TroubleLog, decode_answer,
     functional_outcome, hex, is_pending,
@@ -45,24 +46,29 @@ enum Failure {
 }
 
 pub(super) struct Adapter<S> {
-    io: S,
-    buf: ReplyBuffer,
-    opts: ClientOptions,
+    pub(super) io: S,
+    pub(super) buf: ReplyBuffer,
+    pub(super) opts: ClientOptions,
     width: IdWidth,
     extended: Arc<AtomicBool>,
     /// The `ATSH` header in force (`None` after a reset: the adapter's default, functional).
     header: Option<String>,
     name: String,
     troubles: TroubleLog,
+    /// The serial line's speeds; `None` on links without one (TCP).
+    pub(super) line: Option<LineSpeed>,
+    /// What the adapter printed at reset (`ELM327 v1.5`): its id string.
+    pub(super) version: Option<String>,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Adapter<S> {
+impl<S: AdapterStream> Adapter<S> {
     pub(super) fn new(
         io: S,
         opts: ClientOptions,
         extended: Arc<AtomicBool>,
         name: &str,
         troubles: TroubleLog,
+        line: Option<LineSpeed>,
     ) -> Adapter<S> {
         Adapter {
             io,
@@ -73,6 +79,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Adapter<S> {
             header: None,
             name: name.to_owned(),
             troubles,
+            line,
+            version: None,
         }
     }
 
@@ -80,41 +88,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Adapter<S> {
     pub(super) async fn init(&mut self) -> Result<(), DiagError> {
         self.drain().await?;
         self.header = None;
+        self.reset().await?;
         let protocol = format!("ATSP{}\r", self.opts.elm327.protocol);
-        for cmd in INIT_SEQUENCE {
+        for cmd in INIT_SEQUENCE.iter().skip_while(|c| **c == "ATZ\r") {
             let cmd = if cmd.starts_with("ATSP") {
                 protocol.as_str()
             } else {
                 cmd
             };
-            let reset = cmd == "ATZ\r";
-            let timeout = if reset {
-                self.opts.elm327.reset_timeout
-            } else {
-                self.opts.elm327.command_timeout
-            };
-            // After ATZ, a stale `STOPPED` (the reset interrupted a command) may come first:
-            // skip replies until one parses.
             let reply = self
-                .command(
-                    cmd,
-                    timeout,
-                    if reset {
-                        Mode::SkipUnreadable
-                    } else {
-                        Mode::Normal
-                    },
-                )
+                .command(cmd, self.opts.elm327.command_timeout, Mode::Normal)
                 .await
                 .map_err(|f| init_error(cmd, f))?;
-            match (reset, reply) {
-                (true, _) | (false, Reply::Ok) => {}
-                (false, other) => {
-                    return Err(DiagError::Adapter(format!(
-                        "{} answered {other:?} instead of OK; is this an ELM327?",
-                        cmd.trim_end()
-                    )));
-                }
+            if reply != Reply::Ok {
+                return Err(DiagError::Adapter(format!(
+                    "{} answered {reply:?} instead of OK; is this an ELM327?",
+                    cmd.trim_end()
+                )));
+            }
+            if cmd == "ATE0\r" {
+                self.raise_line_speed().await?;
             }
         }
         // The first OBD request runs the protocol search (ATSP0) and proves a vehicle is there.
@@ -149,6 +142,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Adapter<S> {
         self.extended
             .store(self.width == IdWidth::Bits29, Ordering::Relaxed);
         tracing::info!(protocol = %number.trim(), width = %self.width, "ELM327 adapter ready");
+        Ok(())
+    }
+
+    /// `ATZ`, or `ATWS` on a raised line (which `ATZ` would drop): afterwards the adapter has
+    /// its defaults and echo on. Keeps the id string it prints.
+    async fn reset(&mut self) -> Result<(), DiagError> {
+        if self.line.is_some_and(|l| l.is_raised()) {
+            match self.reset_with("ATWS\r").await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::debug!(cause = %e, "no answer to ATWS on the raised line");
+                    self.lower_line_speed().await?;
+                }
+            }
+        }
+        self.reset_with("ATZ\r").await
+    }
+
+    async fn reset_with(&mut self, cmd: &str) -> Result<(), DiagError> {
+        // After a reset, a stale `STOPPED` (the reset interrupted a command) may come first:
+        // skip replies until one parses.
+        let reply = self
+            .command(cmd, self.opts.elm327.reset_timeout, Mode::SkipUnreadable)
+            .await
+            .map_err(|f| init_error(cmd, f))?;
+        if let Reply::Text(text) = reply
+            && let Some(id) = text.lines().map(str::trim).rfind(|l| !l.is_empty())
+        {
+            self.version = Some(id.to_owned());
+        }
         Ok(())
     }
 
@@ -331,7 +354,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Adapter<S> {
             headers: true,
             id_width: self.width,
         };
-        let expects_banner = cmd.eq_ignore_ascii_case("ATZ\r");
+        let expects_banner =
+            cmd.eq_ignore_ascii_case("ATZ\r") || cmd.eq_ignore_ascii_case("ATWS\r");
         loop {
             let text = match self.read_reply(deadline).await? {
                 Some(Ok(text)) => text,
@@ -410,7 +434,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Adapter<S> {
 
     /// Forgets what we were reading and discards whatever the adapter still sends for a
     /// short while. Done before (re-)initialising.
-    async fn drain(&mut self) -> Result<(), DiagError> {
+    pub(super) async fn drain(&mut self) -> Result<(), DiagError> {
         self.buf.clear();
         let until = Instant::now() + DRAIN;
         let mut chunk = [0u8; 256];

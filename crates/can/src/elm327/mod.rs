@@ -10,6 +10,10 @@
 //! under `ATSP0`), then `ATDPN` to learn 11- or 29-bit ids. Requests set the header with
 //! `ATSH` (functional `7DF`/`DB33F1`, or the ECU's physical request id) only when it changes.
 //!
+//! Line speed ([`line`]): on a serial port, `elm327:PATH@BAUD:FAST_BAUD` asks the adapter to
+//! switch to a faster rate with `AT BRD` after each reset; re-initialisations then warm-start
+//! (`ATWS`) to keep it.
+//!
 //! Recovery: when the adapter answers `?`, `STOPPED`, `LV RESET`, `ERR94`, prints its reset
 //! banner (`ELM327 v..`) in the middle of the dialogue, garbles a reply or goes silent past
 //! the command timeout, the client re-runs the initialisation and retries the request once;
@@ -19,15 +23,16 @@
 //! initialisation), multi-frame requests (the ELM327 cannot send them), monitoring (`ATMA`).
 
 mod adapter;
+pub mod line;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use telltale_obd::service::Request;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::client::{ClientOptions, DiagError, EcuResponse, Target, TroubleLog};
+use line::{AdapterStream, LineSpeed};
 
 /// Requests queued for the adapter task before `request` waits.
 const QUEUE: usize = 16;
@@ -61,14 +66,33 @@ impl Elm327Client {
     /// test's in-memory pipe) and starts the task that owns it. Fails when the adapter does
     /// not initialise, no vehicle answers (`UNABLE TO CONNECT`), or the vehicle's protocol is
     /// not CAN.
-    pub async fn connect<S>(
+    pub async fn connect<S: AdapterStream>(
         stream: S,
         name: &str,
         opts: &ClientOptions,
-    ) -> Result<Elm327Client, DiagError>
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
+    ) -> Result<Elm327Client, DiagError> {
+        Elm327Client::connect_line(stream, name, opts, None).await
+    }
+
+    /// As [`Elm327Client::connect`], on a serial line whose adapter starts at `baud` and is
+    /// asked to switch to `raise_to` with `AT BRD` (see [`line`]).
+    pub async fn connect_serial<S: AdapterStream>(
+        stream: S,
+        name: &str,
+        opts: &ClientOptions,
+        baud: u32,
+        raise_to: Option<u32>,
+    ) -> Result<Elm327Client, DiagError> {
+        let line = LineSpeed::new(baud, raise_to);
+        Elm327Client::connect_line(stream, name, opts, Some(line)).await
+    }
+
+    async fn connect_line<S: AdapterStream>(
+        stream: S,
+        name: &str,
+        opts: &ClientOptions,
+        line: Option<LineSpeed>,
+    ) -> Result<Elm327Client, DiagError> {
         let extended = Arc::new(AtomicBool::new(false));
         let troubles = TroubleLog::default();
         let mut adapter = adapter::Adapter::new(
@@ -77,6 +101,7 @@ impl Elm327Client {
             extended.clone(),
             name,
             troubles.clone(),
+            line,
         );
         adapter.init().await?;
         let (jobs, mut rx) = mpsc::channel::<Job>(QUEUE);
@@ -97,10 +122,12 @@ impl Elm327Client {
     }
 
     /// An adapter on a serial port (`/dev/ttyUSB0`, `/dev/rfcomm0`, a pty) at `baud`
-    /// (38400 for most adapters, 9600 for old ones, 115200 for some clones).
+    /// (38400 for most adapters, 9600 for old ones, 115200 for some clones), raised to
+    /// `raise_to` with `AT BRD` when the adapter and the line take it.
     pub async fn open_serial(
         path: &str,
         baud: u32,
+        raise_to: Option<u32>,
         opts: &ClientOptions,
     ) -> Result<Elm327Client, DiagError> {
         use tokio_serial::SerialPortBuilderExt;
@@ -108,7 +135,7 @@ impl Elm327Client {
             .timeout(std::time::Duration::from_millis(100))
             .open_native_async()
             .map_err(|e| DiagError::Adapter(format!("cannot open serial port {path}: {e}")))?;
-        Elm327Client::connect(port, &format!("elm327:{path}"), opts).await
+        Elm327Client::connect_serial(port, &format!("elm327:{path}"), opts, baud, raise_to).await
     }
 
     /// An adapter listening on TCP (Wi-Fi dongles: usually `192.168.0.10:35000`).
