@@ -72,7 +72,10 @@ mod tests {
     #[test]
     fn shown_so_that_the_kinds_cannot_be_confused() {
         assert_eq!(EcuId::Can(CanId::Standard(0x7E8)).to_string(), "7E8");
-        assert_eq!(EcuId::Can(CanId::Extended(0x18DA_F110)).to_string(), "18DAF110");
+        assert_eq!(
+            EcuId::Can(CanId::Extended(0x18DA_F110)).to_string(),
+            "18DAF110"
+        );
         assert_eq!(EcuId::Node(0x10).to_string(), "10");
         assert_eq!(EcuId::Node(0x10).raw(), 0x10);
         assert_eq!(EcuId::Node(0x10).can_id(), None);
