@@ -6,7 +6,20 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use tonic::Request;
+use tonic::transport::Channel;
+
 use crate::{Running, binary, free_port, wait_for};
+
+/// `msg` with `authorization: Bearer token`, as every API call carries it.
+pub fn req<T>(token: &str, msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("a header value"),
+    );
+    r
+}
 
 #[derive(Debug)]
 pub struct CrmServer {
@@ -72,6 +85,15 @@ impl CrmServer {
     /// The `/metrics` text.
     pub fn metrics(&self) -> String {
         crate::rig::http_get(self.metrics_port, "/metrics").expect("the CRM's /metrics")
+    }
+
+    /// A plaintext channel to the gRPC API.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.grpc_url())
+            .expect("a URL")
+            .connect()
+            .await
+            .expect("connect to the CRM")
     }
 
     pub fn grpc_url(&self) -> String {

@@ -2,8 +2,12 @@
 
 use std::time::Duration;
 
-use crate::mqtt::Broker;
+use telltale_wire::v1;
+
+use crate::mqtt::{Broker, Collector};
+use crate::pg::Database;
 use crate::rig::metric;
+use crate::uplink::Car;
 use crate::{Running, free_port, wait_for};
 
 #[derive(Debug)]
@@ -58,5 +62,42 @@ impl Ingest {
         metric(self.metrics_port, name).unwrap_or_else(|e| {
             panic!("ingest /metrics: {e}\n{}", self.process.log());
         })
+    }
+}
+
+/// Publishes a status from `probe` until the ingest has stored it: from then on its
+/// subscriptions exist in the broker (and, being persistent, outlive a crash).
+pub fn until_subscribed(publisher: &Collector, db: &Database, probe: &str) {
+    let car = Car::new(probe, [0x99; 16], "PROBE000000000000");
+    let sql = format!("SELECT count(*) FROM devices WHERE device_id = '{probe}'");
+    let start = std::time::Instant::now();
+    while db.try_count(&sql).unwrap_or(0) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the ingest stored nothing within 30 s"
+        );
+        publisher.publish(
+            &car.topic(telltale_wire::topic::Kind::Status),
+            car.status(v1::Presence::Online, 0),
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until `db` has `want` rows by `sql`, saying how far it got.
+pub fn wait_count(db: &Database, sql: &str, want: i64, limit: Duration, ingest: &Ingest) {
+    let start = std::time::Instant::now();
+    loop {
+        let got = db.try_count(sql).unwrap_or(-1);
+        if got == want {
+            return;
+        }
+        assert!(got < want, "{sql}: {got} rows, more than the {want} sent");
+        assert!(
+            start.elapsed() < limit,
+            "{sql}: {got} of {want} rows after {limit:?}\n{}",
+            ingest.process.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

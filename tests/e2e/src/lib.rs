@@ -9,6 +9,7 @@ pub mod crm;
 pub mod ingest;
 pub mod mqtt;
 pub mod pg;
+pub mod python;
 pub mod rig;
 pub mod uplink;
 

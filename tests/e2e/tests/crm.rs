@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use tokio_stream::StreamExt as _;
+use tonic::Code;
 use tonic::transport::Channel;
-use tonic::{Code, Request};
 
 use telltale_e2e::browser::{Browser, artifacts_dir};
-use telltale_e2e::crm::CrmServer;
+use telltale_e2e::crm::{CrmServer, req};
 use telltale_e2e::ingest::Ingest;
 use telltale_e2e::mqtt::Broker;
 use telltale_e2e::pg::Database;
@@ -21,24 +21,6 @@ use telltale_wire::crm::v1::lead_service_client::LeadServiceClient;
 use telltale_wire::crm::v1::quote_service_client::QuoteServiceClient;
 
 const VIN: &str = "JTDKARFU1H3541802";
-
-/// `msg` with `authorization: Bearer token`.
-fn req<T>(token: &str, msg: T) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("a header value"),
-    );
-    r
-}
-
-async fn channel(crm: &CrmServer) -> Channel {
-    Channel::from_shared(crm.grpc_url())
-        .expect("a URL")
-        .connect()
-        .await
-        .expect("connect to the CRM")
-}
 
 /// A shop open around the clock every day, so a test at any hour finds free slots.
 fn shop(id: &str) -> pb::Shop {
@@ -80,6 +62,38 @@ fn dtc(key: &str, vin: &str, code: &str) -> pb::CreateLeadRequest {
     }
 }
 
+/// The answer to `ListServices` from the reflection service `service` (`grpc.reflection.v1`
+/// or `grpc.reflection.v1alpha`). The two versions differ only in the package name, so their
+/// messages are the same bytes and v1's types serve for both.
+async fn list_services(
+    ch: Channel,
+    service: &str,
+) -> tonic_reflection::pb::v1::ServerReflectionResponse {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    let ask = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let path = format!("/{service}/ServerReflectionInfo");
+    let mut grpc = tonic::client::Grpc::new(ch);
+    grpc.ready().await.expect("the channel is ready");
+    let mut answers = grpc
+        .streaming(
+            tonic::Request::new(tokio_stream::iter(vec![ask])),
+            path.parse().expect("a path"),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{service}: {e:?}"))
+        .into_inner();
+    answers
+        .next()
+        .await
+        .expect("an answer")
+        .unwrap_or_else(|e| panic!("{service}: {e:?}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn grpc_api_health_reflection_scopes_and_tenancy() {
     let db = Database::create();
@@ -88,7 +102,7 @@ async fn grpc_api_health_reflection_scopes_and_tenancy() {
     let ingest = crm.token("acme", "integration", "ingest");
     let advisor = crm.token("acme", "advisor", "ann");
     let rival = crm.token("rival", "manager", "spy");
-    let ch = channel(&crm).await;
+    let ch = crm.channel().await;
 
     // Standard tools see it without our protos: health and reflection.
     let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
@@ -114,35 +128,32 @@ async fn grpc_api_health_reflection_scopes_and_tenancy() {
             .status,
         serving
     );
-    let mut reflection =
-        tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(ch.clone());
-    let ask = tonic_reflection::pb::v1::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(
-            tonic_reflection::pb::v1::server_reflection_request::MessageRequest::ListServices(
-                String::new(),
-            ),
+    // Reflection in both versions (tools that know only v1alpha are still common), each
+    // listing every service, the other reflection version included.
+    let answers = [
+        format!(
+            "{:?}",
+            list_services(ch.clone(), "grpc.reflection.v1.ServerReflection").await
         ),
-    };
-    let mut answers = reflection
-        .server_reflection_info(tokio_stream::iter(vec![ask]))
-        .await
-        .expect("reflection")
-        .into_inner();
-    let answer = format!(
-        "{:?}",
-        answers.next().await.expect("an answer").expect("no error")
-    );
-    for service in [
-        "telltale.crm.v1.LeadService",
-        "telltale.crm.v1.QuoteService",
-        "telltale.crm.v1.CatalogService",
-        "grpc.health.v1.Health",
-    ] {
-        assert!(
-            answer.contains(service),
-            "reflection lists {service}: {answer}"
-        );
+        format!(
+            "{:?}",
+            list_services(ch.clone(), "grpc.reflection.v1alpha.ServerReflection").await
+        ),
+    ];
+    for (version, answer) in ["v1", "v1alpha"].into_iter().zip(answers) {
+        for service in [
+            "telltale.crm.v1.LeadService",
+            "telltale.crm.v1.QuoteService",
+            "telltale.crm.v1.CatalogService",
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ] {
+            assert!(
+                answer.contains(&format!("\"{service}\"")),
+                "reflection {version} lists {service}: {answer}"
+            );
+        }
     }
 
     let mut catalog = CatalogServiceClient::new(ch.clone());
@@ -516,7 +527,7 @@ async fn owner_accepts_and_books_in_a_real_browser() {
     let crm = CrmServer::start(&db.url);
     let manager = crm.token("acme", "manager", "boss");
     let advisor = crm.token("acme", "advisor", "ann");
-    let ch = channel(&crm).await;
+    let ch = crm.channel().await;
     let mut catalog = CatalogServiceClient::new(ch.clone());
     let mut leads = LeadServiceClient::new(ch.clone());
     let mut quotes = QuoteServiceClient::new(ch.clone());
@@ -813,16 +824,16 @@ async fn watchers_on_one_replica_see_leads_made_through_another() {
     let manager = first.token("acme", "manager", "boss");
     let ingest = first.token("acme", "integration", "ingest");
     let advisor = first.token("acme", "advisor", "ann");
-    CatalogServiceClient::new(channel(&first).await)
+    CatalogServiceClient::new(first.channel().await)
         .put_shop(req(&manager, shop("main")))
         .await
         .expect("put shop");
-    let mut watch = LeadServiceClient::new(channel(&first).await)
+    let mut watch = LeadServiceClient::new(first.channel().await)
         .watch_leads(req(&advisor, pb::WatchLeadsRequest::default()))
         .await
         .expect("watch")
         .into_inner();
-    let mut through_second = LeadServiceClient::new(channel(&second).await);
+    let mut through_second = LeadServiceClient::new(second.channel().await);
     let created = through_second
         .create_lead(req(&ingest, dtc("k", VIN, "P0420")))
         .await

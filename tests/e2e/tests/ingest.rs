@@ -9,56 +9,18 @@
 
 use std::time::Duration;
 
-use telltale_e2e::ingest::Ingest;
+use telltale_e2e::ingest::{Ingest, until_subscribed, wait_count};
 use telltale_e2e::mqtt::{Broker, Collector};
 use telltale_e2e::pg::{Database, Server};
 use telltale_e2e::rig::{AgentRig, make_certs, repo, simulator};
 use telltale_e2e::uplink::Car;
 use telltale_e2e::{free_port, wait_for};
 use telltale_wire::topic::Kind;
-use telltale_wire::v1;
 
 /// Mosquitto's defaults (20 messages in flight, 1000 queued for an absent session) would
 /// throttle the ingest's batches and drop what arrives while it is away; deploy/ raises them
 /// the same way.
 const BROKER: &str = "max_inflight_messages 1000\nmax_queued_messages 1000000\n";
-
-/// Publishes a status from `probe` until the ingest has stored it: from then on its
-/// subscriptions exist in the broker (and, being persistent, outlive a crash).
-fn until_subscribed(publisher: &Collector, db: &Database, probe: &str) {
-    let car = Car::new(probe, [0x99; 16], "PROBE000000000000");
-    let sql = format!("SELECT count(*) FROM devices WHERE device_id = '{probe}'");
-    let start = std::time::Instant::now();
-    while db.try_count(&sql).unwrap_or(0) == 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the ingest stored nothing within 30 s"
-        );
-        publisher.publish(
-            &car.topic(Kind::Status),
-            car.status(v1::Presence::Online, 0),
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Waits until `db` has `want` rows by `sql`, saying how far it got.
-fn wait_count(db: &Database, sql: &str, want: i64, limit: Duration, ingest: &Ingest) {
-    let start = std::time::Instant::now();
-    loop {
-        let got = db.try_count(sql).unwrap_or(-1);
-        if got == want {
-            return;
-        }
-        assert!(got < want, "{sql}: {got} rows, more than the {want} sent");
-        assert!(
-            start.elapsed() < limit,
-            "{sql}: {got} of {want} rows after {limit:?}\n{}",
-            ingest.process.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// Checks that every telemetry message of `devices` (seqs 1..=n, `samples` each) is stored
 /// exactly once.

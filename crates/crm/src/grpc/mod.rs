@@ -1,6 +1,7 @@
 //! The gRPC API (`proto/telltale/crm/v1`): `LeadService`, `QuoteService` and
-//! `CatalogService` over [`Crm`], with the standard health service and server reflection, so
-//! `grpcurl`, `grpc_health_probe` and load balancers work without our proto files.
+//! `CatalogService` over [`Crm`], with the standard health service and server reflection (both
+//! `grpc.reflection.v1` and `v1alpha`), so `grpcurl`, `grpc_health_probe`, Postman, Python's
+//! grpcio-reflection and load balancers work without our proto files.
 //!
 //! Every call's first step is `Api::caller`: the bearer token and the role's right to the
 //! action. Domain errors become gRPC statuses in [`status`], the one place that happens;
@@ -80,6 +81,18 @@ fn invalid(message: String) -> Status {
     Status::invalid_argument(message)
 }
 
+/// What server reflection describes: our services, health, and both reflection versions, so a
+/// client of either version finds the other listed. `grpc.reflection.v1` is the current one;
+/// `v1alpha` is all that Python's grpcio-reflection client, older grpcurl and Postman speak.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(telltale_wire::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+        .include_reflection_service(false)
+}
+
 /// Serves the gRPC API on `listener` until `shutdown` is cancelled; then stops accepting,
 /// ends watch streams and lets calls in flight finish. With `tls` (a PEM certificate chain
 /// and key) it speaks only TLS.
@@ -91,10 +104,8 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let api = Api::new(crm.clone(), shutdown.clone());
     let (health, health_service) = tonic_health::server::health_reporter();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(telltale_wire::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
     // Health follows the database: a CRM that cannot reach it is NOT_SERVING.
     let watch = shutdown.clone();
     tokio::spawn(async move {
@@ -124,7 +135,8 @@ pub async fn serve(
     }
     server
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(LeadServiceServer::new(api.clone()))
         .add_service(QuoteServiceServer::new(api.clone()))
         .add_service(CatalogServiceServer::new(api))
