@@ -20,15 +20,18 @@ use telltale_obd::EcuId;
 use telltale_obd::isotp::addressing::Channel;
 use telltale_obd::pid::{SupportedPids, Value};
 use telltale_obd::service::{MAX_FREEZE_FRAME_PAIRS, PidData, Request, Response};
-use telltale_obd::uds::{self, ReadDtcResponse};
+use telltale_obd::uds::{self, DtcStatus, ReadDtcResponse};
 use telltale_wire::v1;
 
 use super::discovery::Discovery;
 use super::link::Link;
 use super::signals;
 
-/// UDS status mask for `19 02`: every status bit, so every stored record comes back.
-const UDS_STATUS_MASK: u8 = 0xFF;
+/// UDS status mask for `19 02`: the codes failing now, pending or confirmed. A record with
+/// only the other bits (a test not completed yet, a failure before the last clear) is no
+/// current fault, and ECUs that ignore the mask have those filtered out after.
+const UDS_STATUS_MASK: u8 =
+    DtcStatus::TEST_FAILED | DtcStatus::PENDING_DTC | DtcStatus::CONFIRMED_DTC;
 
 /// The context PIDs a report carries, each read from the first ECU that supports it.
 const CONTEXT_PIDS: [u8; 4] = [0x31, 0x30, 0x21, 0xA6];
@@ -143,7 +146,7 @@ impl DtcMonitor {
         Ok(sets)
     }
 
-    /// `19 02 FF` from one ECU; `None` when it refused.
+    /// `19 02 0D` from one ECU; `None` when it refused.
     async fn read_uds(
         &mut self,
         link: &mut Link,
@@ -158,12 +161,17 @@ impl DtcMonitor {
         for a in answers {
             match a.response {
                 Response::UdsReadDtcInformation(ReadDtcResponse::DtcsByStatusMask(list)) => out
-                    .extend(list.dtcs.iter().map(|r| v1::Dtc {
-                        code: r.dtc.code().to_string(),
-                        kind: v1::DtcKind::Uds as i32,
-                        uds_status: u32::from(r.status.0),
-                        failure_type: r.dtc.raw() & 0xFF,
-                    })),
+                    .extend(
+                        list.dtcs
+                            .iter()
+                            .filter(|r| r.status.0 & UDS_STATUS_MASK != 0)
+                            .map(|r| v1::Dtc {
+                                code: r.dtc.code().to_string(),
+                                kind: v1::DtcKind::Uds as i32,
+                                uds_status: u32::from(r.status.0),
+                                failure_type: r.dtc.raw() & 0xFF,
+                            }),
+                    ),
                 Response::Negative(_) => return Ok(None),
                 _ => {}
             }
