@@ -8,11 +8,15 @@
 //!
 //! Broken traffic is reported, never fatal: a wrong sequence number, a transfer that stops
 //! (N_Cr expires before the next frame from that id), a message the service layer cannot decode.
-//! Each becomes a [`Traced`] with an error, and the tracer goes on with the next frame.
+//! Each becomes a [`Traced`] with an error, and the tracer goes on with the next frame. A
+//! multi-PID answer is decoded against the request it answers (the last one seen on that
+//! ECU's request id, or the last functional one), so a damaged PID in it becomes one error
+//! item beside the response holding every PID that decoded.
 //!
 //! The tracer is passive: it never answers flow control; flow-control frames it sees are part of
 //! someone else's conversation and produce no output.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -20,7 +24,7 @@ use serde::Serialize;
 use crate::frame::{CanFrame, CanId};
 use crate::isotp::addressing::{self, IdRole};
 use crate::isotp::{Config, IsoTpError, Reassembler, ReassemblerEvent, RxEvent, SourceError};
-use crate::service::{Request, Response, ServiceError};
+use crate::service::{Request, Response, ServiceError, sid};
 
 /// One observed diagnostic message, or what went wrong with it.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +65,10 @@ pub enum TraceError {
 #[derive(Debug)]
 pub struct Tracer {
     rx: Reassembler,
+    /// The last request seen on each request id (functional ones under the functional id).
+    requests: HashMap<CanId, Request>,
+    /// The last functional request, which every ECU answers.
+    functional: Option<Request>,
 }
 
 impl Default for Tracer {
@@ -73,6 +81,8 @@ impl Tracer {
     pub fn new() -> Tracer {
         Tracer {
             rx: Reassembler::new(Config::default()),
+            requests: HashMap::new(),
+            functional: None,
         }
     }
 
@@ -94,7 +104,7 @@ impl Tracer {
             Err(err) => out.extend(transport_error(err)),
             Ok(received) => {
                 if let ReassemblerEvent::Rx(event) = received.event {
-                    collect(id, role, event, &mut out);
+                    self.collect(id, role, event, &mut out);
                 }
             }
         }
@@ -127,33 +137,70 @@ fn transport_error(err: SourceError) -> Option<Traced> {
     })
 }
 
-fn collect(id: CanId, role: IdRole, event: RxEvent, out: &mut Vec<Traced>) {
-    match event {
-        RxEvent::Nothing | RxEvent::SendFlowControl(_) => {}
-        RxEvent::Complete(payload) => out.push(Traced {
-            id,
-            role,
-            item: decode(role, &payload),
-        }),
-        RxEvent::Overflow { len, max, .. } => out.push(Traced {
-            id,
-            role,
-            item: Err(TraceError::Transport(IsoTpError::ReceiveOverflow {
-                len,
-                max,
-            })),
-        }),
-        RxEvent::Restarted { dropped, then } => {
-            out.push(Traced {
+impl Tracer {
+    fn collect(&mut self, id: CanId, role: IdRole, event: RxEvent, out: &mut Vec<Traced>) {
+        match event {
+            RxEvent::Nothing | RxEvent::SendFlowControl(_) => {}
+            RxEvent::Complete(payload) => self.complete(id, role, &payload, out),
+            RxEvent::Overflow { len, max, .. } => out.push(Traced {
                 id,
                 role,
-                item: Err(TraceError::Interrupted {
-                    len: dropped.expected,
-                    received: dropped.received,
-                }),
-            });
-            collect(id, role, *then, out);
+                item: Err(TraceError::Transport(IsoTpError::ReceiveOverflow {
+                    len,
+                    max,
+                })),
+            }),
+            RxEvent::Restarted { dropped, then } => {
+                out.push(Traced {
+                    id,
+                    role,
+                    item: Err(TraceError::Interrupted {
+                        len: dropped.expected,
+                        received: dropped.received,
+                    }),
+                });
+                self.collect(id, role, *then, out);
+            }
         }
+    }
+
+    /// A whole message: requests are remembered; an answer is decoded against the request it
+    /// answers when there is one, and a damaged part of it becomes an error item of its own.
+    fn complete(&mut self, id: CanId, role: IdRole, payload: &[u8], out: &mut Vec<Traced>) {
+        let item = decode(role, payload);
+        match (role, &item) {
+            (IdRole::FunctionalRequest, Ok(Message::Request(req))) => {
+                self.functional = Some(req.clone());
+            }
+            (IdRole::PhysicalRequest, Ok(Message::Request(req))) => {
+                self.requests.insert(id, req.clone());
+            }
+            _ => {}
+        }
+        let answered = addressing::request_id(id)
+            .and_then(|r| self.requests.get(&r))
+            .or(self.functional.as_ref())
+            .filter(|r| {
+                role == IdRole::Response
+                    && payload.first() == Some(&(r.service() + sid::POSITIVE_OFFSET))
+            });
+        let Some(answer) = answered.and_then(|r| Response::parse_answer(r, payload).ok()) else {
+            out.push(Traced { id, role, item });
+            return;
+        };
+        out.push(Traced {
+            id,
+            role,
+            item: Ok(Message::Response(answer.response)),
+        });
+        out.extend(answer.damaged.into_iter().map(|d| Traced {
+            id,
+            role,
+            item: Err(TraceError::Service {
+                error: d.error,
+                payload: hex(&d.bytes),
+            }),
+        }));
     }
 }
 
@@ -223,6 +270,26 @@ mod tests {
             serde_json::to_string(info).unwrap(),
             r#"{"vin":"1HGCM82633A004352"}"#
         );
+    }
+
+    #[test]
+    fn a_damaged_pid_is_an_error_beside_the_pids_that_decoded() {
+        // 01 0C 0D 05 asked functionally; the engine's answer cuts speed (0D) short.
+        let out = feed(&[
+            (0, 0x7DF, &[0x04, 0x01, 0x0C, 0x0D, 0x05, 0, 0, 0]),
+            (5, 0x7E8, &[0x07, 0x41, 0x0C, 0x1A, 0xF8, 0x0D, 0x05, 0x7B]),
+        ]);
+        assert_eq!(out.len(), 3, "{out:?}");
+        let Ok(Message::Response(Response::CurrentData(pids))) = &out[1].item else {
+            panic!("{:?}", out[1])
+        };
+        // Without the request, 0D would have taken 05 as its byte and 7B would be garbage.
+        assert_eq!(pids.iter().map(|p| p.pid).collect::<Vec<_>>(), [0x0C, 0x05]);
+        assert_eq!(out[2].id, CanId::Standard(0x7E8));
+        let Err(TraceError::Service { payload, .. }) = &out[2].item else {
+            panic!("{:?}", out[2])
+        };
+        assert_eq!(payload, "0D");
     }
 
     #[test]
