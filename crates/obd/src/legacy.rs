@@ -415,7 +415,7 @@ fn is_message_count(infotype: u8) -> bool {
 }
 
 fn is_bitmap(infotype: u8) -> bool {
-    infotype % 0x20 == 0
+    infotype.is_multiple_of(0x20)
 }
 
 fn split_vehicle_info(rest: &[u8]) -> Result<Vec<Vec<u8>>, SplitError> {
@@ -635,9 +635,19 @@ fn ordered_parts<M: AsRef<[u8]>>(infotype: u8, messages: &[M]) -> Result<Vec<u8>
         .collect())
 }
 
+/// Whether `message` (or a joined answer) is part of an answer that may take several
+/// messages: a DTC list or a numbered Mode 09 infotype. Losing one of its messages loses
+/// part of the answer silently (a DTC list has no count to check against).
+pub fn is_segmented(message: &[u8]) -> bool {
+    answer_key(message).is_some()
+}
+
+/// Service and infotype (0 for the DTC services): what a segmented message belongs to.
+type AnswerKey = (u8, u8);
+
 /// What belongs to one answer: the segmented ones (DTC lists, numbered Mode 09 items) by
 /// service and infotype; `None` for a message that is an answer by itself.
-fn answer_key(message: &[u8]) -> Option<(u8, u8)> {
+fn answer_key(message: &[u8]) -> Option<AnswerKey> {
     match *message {
         [sid, ..] if DTC_SIDS.contains(&sid) => Some((sid, 0)),
         [VEHICLE_INFO_SID, infotype, ..] if !is_bitmap(infotype) && !is_message_count(infotype) => {
@@ -654,7 +664,7 @@ fn answer_key(message: &[u8]) -> Option<(u8, u8)> {
 /// an answer by itself. A group that cannot be joined is an error in its place (message
 /// indices in it count that group's messages); the others are unaffected.
 pub fn join_answers<M: AsRef<[u8]>>(messages: &[M]) -> Vec<Result<Vec<u8>, JoinError>> {
-    let mut groups: Vec<(Option<(u8, u8)>, Vec<&[u8]>)> = Vec::new();
+    let mut groups: Vec<(Option<AnswerKey>, Vec<&[u8]>)> = Vec::new();
     for m in messages {
         let m = m.as_ref();
         let key = answer_key(m);

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use telltale_obd::CanId;
-use telltale_obd::elm327::{self as parser, IdWidth, Message, ParseOptions};
+use telltale_obd::elm327::{self as parser, Bus, IdWidth, Message, ParseOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::session::{Ecus, Elm327, Output};
@@ -415,7 +415,7 @@ fn expected(car: &Scripted, request: &[u8], extended: bool, headers: bool) -> Ve
             .iter()
             .flat_map(|ecu| arrivals.iter().filter(move |a| a.1 == *ecu))
             .map(|a| Message {
-                header: Some(a.2),
+                header: Some(a.2.into()),
                 payload: a.3.clone(),
             })
             .collect()
@@ -455,11 +455,11 @@ fn every_format_round_trips_through_our_parser() {
                             command: command.to_owned(),
                             echo,
                             headers,
-                            id_width: if extended {
+                            bus: Bus::Can(if extended {
                                 IdWidth::Bits29
                             } else {
                                 IdWidth::Bits11
-                            },
+                            }),
                         };
                         for request in requests {
                             let out = send(&mut elm, &mut car, request).text();
@@ -478,7 +478,7 @@ fn every_format_round_trips_through_our_parser() {
                             let want = if want.is_empty() {
                                 parser::Reply::NoData
                             } else {
-                                parser::Reply::Messages(want)
+                                parser::Reply::messages(want)
                             };
                             assert_eq!(
                                 parsed,
@@ -624,18 +624,22 @@ fn the_simulated_vehicle_round_trips_in_every_format() {
                         command: request.to_owned(),
                         echo: false,
                         headers,
-                        id_width: if extended {
+                        bus: Bus::Can(if extended {
                             IdWidth::Bits29
                         } else {
                             IdWidth::Bits11
-                        },
+                        }),
                     };
                     let parsed = parser::parse_reply(out.trim_end_matches('>'), &opts);
                     let context = format!(
                         "protocol {protocol} headers {headers} spaces {spaces} {request}: {out:?}"
                     );
                     match parsed {
-                        Ok(parser::Reply::Messages(mut got)) => {
+                        Ok(parser::Reply::Messages {
+                            messages: mut got,
+                            errors,
+                        }) => {
+                            assert!(errors.is_empty(), "{context}: {errors:?}");
                             let mut payloads: Vec<Vec<u8>> =
                                 got.iter().map(|m| m.payload.clone()).collect();
                             let mut expected: Vec<Vec<u8>> =
@@ -644,7 +648,7 @@ fn the_simulated_vehicle_round_trips_in_every_format() {
                             expected.sort();
                             assert_eq!(payloads, expected, "{context}");
                             if headers {
-                                got.retain(|m| !want.iter().any(|w| Some(w.1) == m.header));
+                                got.retain(|m| !want.iter().any(|w| m.header == Some(w.1.into())));
                                 assert!(got.is_empty(), "{context}: unknown headers {got:?}");
                             }
                         }
