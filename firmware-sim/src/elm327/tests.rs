@@ -14,6 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::session::{Ecus, Elm327, Output};
 use crate::vehicle::{EcuInfo, Reply};
 
+mod legacy;
+
 const VIN: &[u8] = b"1FMCU9GD4KUA37218";
 
 /// ECUs that answer from a table and log what they were asked.
@@ -76,6 +78,18 @@ impl Scripted {
                 ],
             ),
             (trans, "03", vec![reply(25, &[0x43, 0x00])]),
+            // Five pending codes: two messages on the older buses.
+            (
+                engine,
+                "07",
+                vec![reply(
+                    20,
+                    &[
+                        0x47, 0x05, 0x01, 0x33, 0x04, 0x20, 0x03, 0x00, 0x01, 0x71, 0xC1, 0x00,
+                    ],
+                )],
+            ),
+            (trans, "07", vec![reply(30, &[0x47, 0x01, 0x07, 0x00])]),
         ];
         Scripted {
             ecus: vec![
