@@ -9,7 +9,8 @@
 //!
 //! The serving layers put a vehicle on a link: [`serve::serve_can`] on any
 //! [`telltale_can::CanBus`] (SocketCAN, the in-process bus), with one ISO-TP endpoint per
-//! ECU; the ELM327 emulation (`elm327`, pty and TCP) speaks to the same `Vehicle`.
+//! ECU; the ELM327 emulation (`elm327`, pty and TCP) speaks to the same `Vehicle`, as a CAN
+//! car or as one on an older bus (SAE J1850, ISO 9141-2, ISO 14230-4).
 //!
 //! What this crate does not do: decide what a client asks, or model a real car beyond what
 //! an OBD-II tester can observe.

@@ -6,6 +6,7 @@
 //! firmware-sim socketcan vcan0 --scenario misfire
 //! firmware-sim elm327 --tcp 127.0.0.1:35000 --scenario catalyst
 //! firmware-sim elm327 --pty-link /tmp/obd --scenario catalyst
+//! firmware-sim elm327 --tcp 127.0.0.1:35000 --protocol iso9141 --scenario catalyst
 //! firmware-sim slcan --pty-link /tmp/canable --scenario hybrid
 //! firmware-sim sim --bus demo --scenario hybrid --duration 60 --report-every 5
 //! firmware-sim fleet --vehicles 200 --scenario healthy --stagger --duration 300
@@ -18,8 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand};
-use firmware_sim::elm327::{serve_elm327_pty, serve_elm327_tcp};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use firmware_sim::elm327::{VehicleBus, serve_elm327_pty, serve_elm327_tcp};
 use firmware_sim::fleet::{build_fleet, serve_fleet};
 use firmware_sim::pty::Pty;
 use firmware_sim::serve::{lock, serve_can};
@@ -27,6 +28,7 @@ use firmware_sim::{Scenario, Vehicle, load_scenario, scenarios};
 use telltale_can::virtual_bus::VirtualBus;
 use telltale_can::{CanBus, Filter};
 use telltale_obd::CanId;
+use telltale_obd::legacy::Protocol as LegacyProtocol;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -68,6 +70,10 @@ enum Command {
         /// Create a pty and a symlink to it at this path, e.g. /tmp/obd.
         #[arg(long, env = "FIRMWARE_SIM_PTY_LINK")]
         pty_link: Option<PathBuf>,
+        /// The vehicle's bus: CAN (ELM327 protocols 6 and 7), or one of the older buses
+        /// (protocols 1 to 5) that every ECU of the vehicle is then on.
+        #[arg(long, env = "FIRMWARE_SIM_ELM327_PROTOCOL", value_enum, default_value_t = BusArg::Can)]
+        protocol: BusArg,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -102,6 +108,42 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+}
+
+/// `--protocol`: the vehicle's bus, by the names people know them by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BusArg {
+    /// ISO 15765-4 CAN (ELM327 protocols 6 and 7).
+    Can,
+    /// SAE J1850 PWM, 41.6 kbit/s (protocol 1).
+    #[value(name = "j1850-pwm")]
+    J1850Pwm,
+    /// SAE J1850 VPW, 10.4 kbit/s (protocol 2).
+    #[value(name = "j1850-vpw")]
+    J1850Vpw,
+    /// ISO 9141-2 (protocol 3).
+    #[value(name = "iso9141")]
+    Iso9141,
+    /// ISO 14230-4 KWP2000 with 5-baud initialisation (protocol 4).
+    #[value(name = "kwp-5baud")]
+    Kwp5Baud,
+    /// ISO 14230-4 KWP2000 with fast initialisation (protocol 5).
+    #[value(name = "kwp-fast")]
+    KwpFast,
+}
+
+impl From<BusArg> for VehicleBus {
+    fn from(arg: BusArg) -> VehicleBus {
+        let legacy = |p| VehicleBus::Legacy(p);
+        match arg {
+            BusArg::Can => VehicleBus::Can,
+            BusArg::J1850Pwm => legacy(LegacyProtocol::J1850Pwm),
+            BusArg::J1850Vpw => legacy(LegacyProtocol::J1850Vpw),
+            BusArg::Iso9141 => legacy(LegacyProtocol::Iso9141),
+            BusArg::Kwp5Baud => legacy(LegacyProtocol::Kwp5Baud),
+            BusArg::KwpFast => legacy(LegacyProtocol::KwpFast),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -162,8 +204,15 @@ async fn main() -> anyhow::Result<()> {
             let bus = open_socketcan(&iface)?;
             serve_one(scenario, bus, &run).await
         }
-        Command::Elm327 { tcp, pty_link, run } => {
+        Command::Elm327 {
+            tcp,
+            pty_link,
+            protocol,
+            run,
+        } => {
             let vehicle = new_vehicle(&run.scenario()?, &format!("{tcp:?} {pty_link:?}"));
+            let bus = VehicleBus::from(protocol);
+            tracing::info!(bus = ?bus, "the vehicle's bus");
             let stop = shutdown(run.duration()?);
             match (tcp, pty_link) {
                 (Some(addr), _) => {
@@ -171,9 +220,9 @@ async fn main() -> anyhow::Result<()> {
                         .await
                         .with_context(|| format!("cannot listen on {addr}"))?;
                     tracing::info!(%addr, "ELM327 adapter listening");
-                    Ok(serve_elm327_tcp(listener, vehicle, stop).await?)
+                    Ok(serve_elm327_tcp(listener, vehicle, bus, stop).await?)
                 }
-                (None, Some(link)) => Ok(serve_elm327_pty(&link, vehicle, stop).await?),
+                (None, Some(link)) => Ok(serve_elm327_pty(&link, vehicle, bus, stop).await?),
                 (None, None) => bail!("give --tcp ADDR or --pty-link PATH"),
             }
         }

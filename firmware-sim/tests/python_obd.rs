@@ -16,7 +16,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use firmware_sim::elm327::{serve_elm327_pty, serve_elm327_tcp};
+use firmware_sim::elm327::{VehicleBus, serve_elm327_pty, serve_elm327_tcp};
 use firmware_sim::{Vehicle, load_scenario};
 use serde_json::Value;
 use telltale_obd::dtc::parse_dtc_list;
@@ -250,7 +250,7 @@ async fn python_obd_reads_vin_live_data_and_dtcs() {
     let pty_server = tokio::spawn({
         let vehicle = vehicle.clone();
         let link = link.clone();
-        async move { serve_elm327_pty(&link, vehicle, stopped).await }
+        async move { serve_elm327_pty(&link, vehicle, VehicleBus::Can, stopped).await }
     });
     for _ in 0..100 {
         if link.exists() {
@@ -281,7 +281,12 @@ async fn python_obd_reads_vin_live_data_and_dtcs() {
         .expect("a local port");
     let addr = listener.local_addr().expect("the local address");
     let (stop_tcp, stopped) = oneshot::channel::<()>();
-    let tcp_server = tokio::spawn(serve_elm327_tcp(listener, vehicle.clone(), stopped));
+    let tcp_server = tokio::spawn(serve_elm327_tcp(
+        listener,
+        vehicle.clone(),
+        VehicleBus::Can,
+        stopped,
+    ));
     let log = dir.path().join("python-obd-tcp.log");
     let got = read_with_python_obd(&python, &format!("socket://{addr}"), &log).await;
     check(&got, &truth, "tcp");

@@ -22,9 +22,32 @@
 //! With spaces off (`ATS0`) the same lines have no spaces (`410C1AF8`, `7E8064100BE3FA81300`).
 //! Raw frames are reassembled with [`crate::isotp::reassemble`]; the headers-off multi-frame
 //! form is rebuilt into the ISO-TP frames it came from and reassembled the same way.
-//! Not handled: `ATCAF0` (PCI shown without headers), `ATD1` (DLC digit after the id) and the
-//! headers of the non-CAN protocols (J1850, ISO 9141, KWP), whose data lines without headers
-//! still parse as single messages.
+//! Not handled: `ATCAF0` (PCI shown without headers) and `ATD1` (DLC digit after the id).
+//!
+//! # OBD data lines on the older buses (protocols 1–5: SAE J1850, ISO 9141-2, ISO 14230-4)
+//!
+//! Every line is one message on the bus ([`crate::legacy`]); there is no ISO-TP, so a long
+//! answer is several lines, each starting with the response SID.
+//!
+//! | settings | one line |
+//! |---|---|
+//! | headers off | the data bytes: `41 00 BE 1F B8 11`, `49 02 01 00 00 00 31` |
+//! | headers on | header, data, check byte: `48 6B 10 41 00 BE 1F B8 11 AA` |
+//!
+//! With headers on, each line's check byte is verified and the lines are grouped by the
+//! sender's address (the third header byte), so several ECUs answering one functional
+//! request come apart; each ECU's lines are then joined into the answers they make
+//! ([`crate::legacy::join_answers`]: DTC lines into one list without a count byte, numbered
+//! Mode 09 lines into one payload), each a [`Message`] from [`EcuId::Node`]. With headers
+//! off the sender is unknown: all lines are joined by the same rules, with no header.
+//!
+//! # One bad line among good ones
+//!
+//! A line that cannot be read (a bad check byte, garbled hex, a line the adapter flagged
+//! with `<DATA ERROR`, an ECU's broken multi-frame answer) does not cost the rest of the
+//! reply: [`Reply::Messages`] carries what could be read and, beside it, one error per
+//! unreadable line or answer, each naming its line or ECU. Only when nothing at all could be
+//! read is the reply an error (the first of them).
 //!
 //! # Status lines and conditions
 //!
@@ -35,14 +58,19 @@
 //! the command did not produce its answer: `?`, `ACT ALERT`, `BUFFER FULL`, `BUS BUSY`,
 //! `BUS ERROR`, `BUS INIT: ...ERROR`, `CAN ERROR`, `DATA ERROR`, `FB ERROR`, `LP ALERT`,
 //! `LV RESET`, `STOPPED`, `UNABLE TO CONNECT`, `ERRxx`. A data line followed by `<DATA ERROR`
-//! (bad checksum) or `<RX ERROR` (bad CAN frame) is [`Elm327Error::Flagged`], with the line.
+//! (bad checksum) or `<RX ERROR` (bad CAN frame) is [`Elm327Error::Flagged`], with the line,
+//! one of the per-line errors above. (During an automatic search the adapter does not print
+//! `BUS INIT`; only with protocol 3, 4 or 5 set by hand does it, data sheet "Bus
+//! Initiation".)
 
 use std::fmt;
 
 use serde::Serialize;
 
+use crate::ecu::EcuId;
 use crate::frame::CanId;
 use crate::isotp::{self, IsoTpError, Pci};
+use crate::legacy::{self, FrameError, JoinError};
 
 /// The prompt that ends every reply.
 pub const PROMPT: u8 = b'>';
@@ -64,7 +92,7 @@ pub const MAX_REPLY_LEN: usize = 4096;
 /// - `ATSP0`: automatic protocol search on the first request (expect `SEARCHING...`).
 ///
 /// After it, parse replies with `echo: false, headers: true`; ask `ATDPN` after the first
-/// successful request and feed the answer to [`IdWidth::from_protocol_number`].
+/// successful request and feed the answer to [`Bus::from_protocol_number`].
 pub const INIT_SEQUENCE: [&str; 6] = ["ATZ\r", "ATE0\r", "ATL0\r", "ATS0\r", "ATH1\r", "ATSP0\r"];
 
 /// An OBD request line: service and PIDs as hex, ended by `\r` (`pid_request(1, &[0x0C, 0x0D])`
@@ -200,6 +228,54 @@ impl fmt::Display for IdWidth {
     }
 }
 
+/// The bus the adapter talks to the vehicle on: what a data line with headers looks like and
+/// how the lines of one answer go together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Bus {
+    /// ISO 15765-4 CAN, with ids of this width.
+    Can(IdWidth),
+    /// One of the older buses, ELM327 protocols 1–5.
+    Legacy(legacy::Protocol),
+}
+
+impl Default for Bus {
+    /// 11-bit CAN, the most common.
+    fn default() -> Self {
+        Bus::Can(IdWidth::Bits11)
+    }
+}
+
+impl Bus {
+    /// The bus of the protocol named by an `ATDPN` answer (`3`, or `A3` when it was found by
+    /// automatic search): 1–5 are the older buses, 6–A CAN as
+    /// [`IdWidth::from_protocol_number`] says. `None` for B and C (user-defined CAN, whose
+    /// width depends on `ATPB`) and anything else.
+    pub fn from_protocol_number(answer: &str) -> Option<Bus> {
+        let answer = answer.trim();
+        let number = answer
+            .strip_prefix(['A', 'a'])
+            .filter(|n| !n.is_empty())
+            .unwrap_or(answer);
+        match number {
+            "1" | "2" | "3" | "4" | "5" => number
+                .parse()
+                .ok()
+                .and_then(legacy::Protocol::from_elm_number)
+                .map(Bus::Legacy),
+            _ => IdWidth::from_protocol_number(answer).map(Bus::Can),
+        }
+    }
+}
+
+impl fmt::Display for Bus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Bus::Can(width) => write!(f, "CAN {width}"),
+            Bus::Legacy(protocol) => protocol.fmt(f),
+        }
+    }
+}
+
 /// How the adapter was configured when `command` was sent: what [`parse_reply`] must expect.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ParseOptions {
@@ -211,10 +287,11 @@ pub struct ParseOptions {
     pub command: String,
     /// Echo is on (`ATE1`): the first line must be the echo of `command`.
     pub echo: bool,
-    /// Headers are on (`ATH1`): each data line starts with the CAN id and shows the PCI.
+    /// Headers are on (`ATH1`): each data line starts with the CAN id and shows the PCI (on
+    /// CAN), or with the three header bytes and ends with the check byte (older buses).
     pub headers: bool,
-    /// Width of the printed CAN ids when `headers` is on.
-    pub id_width: IdWidth,
+    /// The bus the adapter is on: how data lines are read.
+    pub bus: Bus,
 }
 
 impl ParseOptions {
@@ -245,11 +322,13 @@ fn normalize(text: &str) -> String {
         .collect()
 }
 
-/// One diagnostic message as the adapter delivered it, transport framing removed.
+/// One diagnostic message as the adapter delivered it, transport framing removed (on the older
+/// buses, one ECU's lines joined into the answer they make).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Message {
-    /// The responding ECU's CAN id, when headers are on.
-    pub header: Option<CanId>,
+    /// The responding ECU, when headers are on: its CAN id, or its source address on the
+    /// older buses.
+    pub header: Option<EcuId>,
     /// The service response: `41 0C 1A F8`, `49 02 01 31 ..`, `7F 01 12`.
     pub payload: Vec<u8>,
 }
@@ -263,10 +342,32 @@ pub enum Reply {
     /// joined with `\n`.
     Text(String),
     /// OBD data: with headers, grouped per ECU in the order the ECUs first answered, each
-    /// ECU's messages in arrival order; without headers, one per line or multi-frame block.
-    Messages(Vec<Message>),
+    /// ECU's messages in arrival order; without headers, one per line or multi-frame block
+    /// (on the older buses, joined: see the module documentation).
+    Messages {
+        messages: Vec<Message>,
+        /// The lines (or one ECU's answer) that could not be read, each error naming its line
+        /// or ECU, in the order met; `messages` is everything else. Never the whole reply:
+        /// when nothing could be read, [`parse_reply`] returns the first error instead.
+        #[serde(serialize_with = "as_text")]
+        errors: Vec<Elm327Error>,
+    },
     /// `NO DATA`: nothing answered in time (unsupported PID, ignition off, or a filter).
     NoData,
+}
+
+impl Reply {
+    /// OBD data with nothing unreadable.
+    pub fn messages(messages: Vec<Message>) -> Reply {
+        Reply::Messages {
+            messages,
+            errors: Vec::new(),
+        }
+    }
+}
+
+fn as_text<S: serde::Serializer>(errors: &[Elm327Error], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(errors.iter().map(ToString::to_string))
 }
 
 /// A condition the adapter reported instead of an answer (ELM327 data sheet, "Error Messages
@@ -365,6 +466,18 @@ pub enum Elm327Error {
         header: Option<CanId>,
         source: IsoTpError,
     },
+    #[error("line {line:?}: {source}")]
+    LegacyLine { line: String, source: FrameError },
+    #[error("{}: {source}", node_label(*.source_address))]
+    LegacyJoin {
+        /// The sender, when headers are on.
+        source_address: Option<u8>,
+        source: JoinError,
+    },
+    #[error(
+        "ECU {source_address:02X}: a line of its 0x{sid:02X} answer was damaged; the rest of that answer is dropped, not passed on incomplete"
+    )]
+    DamagedAnswer { source_address: u8, sid: u8 },
 }
 
 impl Elm327Error {
@@ -381,6 +494,13 @@ fn ecu_label(header: Option<CanId>) -> String {
     header.map_or_else(|| "multi-frame answer".to_owned(), |h| format!("ECU {h}"))
 }
 
+fn node_label(address: Option<u8>) -> String {
+    address.map_or_else(
+        || "answer without headers".to_owned(),
+        |a| format!("ECU {a:02X}"),
+    )
+}
+
 /// Parses one reply (the text [`ReplyBuffer`] returned, prompt excluded) for the command and
 /// configuration in `opts`. See the module documentation for the accepted forms.
 pub fn parse_reply(text: &str, opts: &ParseOptions) -> Result<Reply, Elm327Error> {
@@ -391,37 +511,62 @@ pub fn parse_reply(text: &str, opts: &ParseOptions) -> Result<Reply, Elm327Error
         .collect();
     let lines = strip_echo(&lines, opts)?;
     let mut content = Vec::new();
+    let mut flagged = Vec::new();
     let mut no_data = false;
     for &line in lines {
         match classify(line) {
             LineKind::Status => {}
             LineKind::NoData => no_data = true,
             LineKind::Condition(c) => return Err(Elm327Error::Adapter(c)),
-            LineKind::Flagged(condition, line) => {
-                return Err(Elm327Error::Flagged {
-                    condition,
-                    line: line.to_owned(),
-                });
-            }
+            LineKind::Flagged(condition, line) => flagged.push(Elm327Error::Flagged {
+                condition,
+                line: line.to_owned(),
+            }),
             LineKind::Content => content.push(line),
         }
     }
     if content.is_empty() {
-        return if no_data {
-            Ok(Reply::NoData)
-        } else {
-            Err(Elm327Error::EmptyReply)
+        return match flagged.into_iter().next() {
+            Some(first) => Err(first),
+            None if no_data => Ok(Reply::NoData),
+            None => Err(Elm327Error::EmptyReply),
         };
     }
     if !opts.expects_data() {
         return Ok(text_reply(&content));
     }
-    let messages = if opts.headers {
-        parse_with_headers(&content, opts.id_width)?
-    } else {
-        parse_without_headers(&content)?
+    let mut read = Read {
+        messages: Vec::new(),
+        errors: flagged,
     };
-    Ok(Reply::Messages(messages))
+    match (opts.bus, opts.headers) {
+        (Bus::Can(_), false) => parse_without_headers(&content, &mut read),
+        (Bus::Can(width), true) => parse_with_headers(&content, width, &mut read),
+        (Bus::Legacy(protocol), headers) => parse_legacy(&content, protocol, headers, &mut read),
+    }
+    if read.messages.is_empty() && !read.errors.is_empty() {
+        return Err(read.errors.swap_remove(0));
+    }
+    Ok(Reply::Messages {
+        messages: read.messages,
+        errors: read.errors,
+    })
+}
+
+/// What the data lines of one reply gave so far.
+#[derive(Debug, Default)]
+struct Read {
+    messages: Vec<Message>,
+    errors: Vec<Elm327Error>,
+}
+
+impl Read {
+    fn push(&mut self, result: Result<Message, Elm327Error>) {
+        match result {
+            Ok(m) => self.messages.push(m),
+            Err(e) => self.errors.push(e),
+        }
+    }
 }
 
 /// Drops the echo line: required when echo is on, tolerated when it is off.
@@ -548,16 +693,26 @@ fn hex_bytes(text: &str, line: &str) -> Result<Vec<u8>, Elm327Error> {
         .collect())
 }
 
-// ---- headers off -------------------------------------------------------------------------
+// ---- CAN, headers off ---------------------------------------------------------------------
 
 /// A headers-off multi-frame block being collected, rebuilt as the ISO-TP frames it came from.
 #[derive(Debug)]
 struct Block {
     len: usize,
     frames: Vec<Vec<u8>>,
+    /// A segment of it could not be read (already reported): the block is lost.
+    broken: bool,
 }
 
 impl Block {
+    fn new(len: usize) -> Block {
+        Block {
+            len,
+            frames: Vec::new(),
+            broken: false,
+        }
+    }
+
     /// Adds segment `index` (`0:` is the first frame, later ones the consecutive frames whose
     /// sequence number is the index), putting back the PCI the adapter removed.
     fn push(&mut self, index: u8, bytes: Vec<u8>) -> Result<(), Elm327Error> {
@@ -588,51 +743,60 @@ impl Block {
         Ok(())
     }
 
-    fn finish(self) -> Result<Message, Elm327Error> {
+    /// The message, or `None` when a segment was already reported broken.
+    fn finish(self) -> Option<Result<Message, Elm327Error>> {
+        if self.broken {
+            return None;
+        }
         let frames: Vec<&[u8]> = self.frames.iter().map(Vec::as_slice).collect();
-        let payload = isotp::reassemble(&frames).map_err(|source| Elm327Error::IsoTp {
-            header: None,
-            source,
-        })?;
-        Ok(Message {
-            header: None,
-            payload,
-        })
+        Some(
+            isotp::reassemble(&frames)
+                .map(|payload| Message {
+                    header: None,
+                    payload,
+                })
+                .map_err(|source| Elm327Error::IsoTp {
+                    header: None,
+                    source,
+                }),
+        )
     }
 }
 
-fn parse_without_headers(lines: &[&str]) -> Result<Vec<Message>, Elm327Error> {
-    let mut messages = Vec::new();
+fn parse_without_headers(lines: &[&str], read: &mut Read) {
     let mut block: Option<Block> = None;
+    let finish = |block: Option<Block>, read: &mut Read| {
+        if let Some(result) = block.and_then(Block::finish) {
+            read.push(result);
+        }
+    };
     for &line in lines {
         if let Some(len) = byte_count(line) {
-            finish_block(block.take(), &mut messages)?;
-            block = Some(Block {
-                len,
-                frames: Vec::new(),
-            });
+            finish(block.take(), read);
+            block = Some(Block::new(len));
         } else if let Some((index, rest)) = segment(line) {
-            let open = block.as_mut().ok_or_else(|| Elm327Error::OrphanSegment {
-                line: line.to_owned(),
-            })?;
-            open.push(index, hex_bytes(rest, line)?)?;
+            let Some(open) = block.as_mut() else {
+                read.errors.push(Elm327Error::OrphanSegment {
+                    line: line.to_owned(),
+                });
+                continue;
+            };
+            if open.broken {
+                continue;
+            }
+            if let Err(e) = hex_bytes(rest, line).and_then(|bytes| open.push(index, bytes)) {
+                open.broken = true;
+                read.errors.push(e);
+            }
         } else {
-            finish_block(block.take(), &mut messages)?;
-            messages.push(Message {
+            finish(block.take(), read);
+            read.push(hex_bytes(line, line).map(|payload| Message {
                 header: None,
-                payload: hex_bytes(line, line)?,
-            });
+                payload,
+            }));
         }
     }
-    finish_block(block, &mut messages)?;
-    Ok(messages)
-}
-
-fn finish_block(block: Option<Block>, messages: &mut Vec<Message>) -> Result<(), Elm327Error> {
-    if let Some(block) = block {
-        messages.push(block.finish()?);
-    }
-    Ok(())
+    finish(block, read);
 }
 
 /// The `014` line before a headers-off multi-frame block: exactly three hex digits, a count
@@ -653,7 +817,7 @@ fn segment(line: &str) -> Option<(u8, &str)> {
     Some((digit, rest))
 }
 
-// ---- headers on --------------------------------------------------------------------------
+// ---- CAN, headers on ----------------------------------------------------------------------
 
 /// One ECU's frames, split into messages: each single or first frame starts a new one.
 #[derive(Debug)]
@@ -662,14 +826,23 @@ struct EcuFrames {
     messages: Vec<Vec<Vec<u8>>>,
 }
 
-fn parse_with_headers(lines: &[&str], width: IdWidth) -> Result<Vec<Message>, Elm327Error> {
+fn parse_with_headers(lines: &[&str], width: IdWidth, read: &mut Read) {
     let mut ecus: Vec<EcuFrames> = Vec::new();
     for &line in lines {
-        let (header, frame) = header_line(line, width)?;
-        let (pci, _) = Pci::decode(&frame).map_err(|source| Elm327Error::IsoTp {
-            header: Some(header),
-            source,
-        })?;
+        let decoded = header_line(line, width).and_then(|(header, frame)| {
+            let (pci, _) = Pci::decode(&frame).map_err(|source| Elm327Error::IsoTp {
+                header: Some(header),
+                source,
+            })?;
+            Ok((header, frame, pci))
+        });
+        let (header, frame, pci) = match decoded {
+            Ok(d) => d,
+            Err(e) => {
+                read.errors.push(e);
+                continue;
+            }
+        };
         let index = match ecus.iter().position(|e| e.header == header) {
             Some(index) => index,
             None => {
@@ -688,21 +861,22 @@ fn parse_with_headers(lines: &[&str], width: IdWidth) -> Result<Vec<Message>, El
             _ => ecu.messages.push(vec![frame]),
         }
     }
-    let mut messages = Vec::new();
     for ecu in ecus {
         for frames in ecu.messages {
             let frames: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
-            let payload = isotp::reassemble(&frames).map_err(|source| Elm327Error::IsoTp {
-                header: Some(ecu.header),
-                source,
-            })?;
-            messages.push(Message {
-                header: Some(ecu.header),
-                payload,
-            });
+            read.push(
+                isotp::reassemble(&frames)
+                    .map(|payload| Message {
+                        header: Some(EcuId::Can(ecu.header)),
+                        payload,
+                    })
+                    .map_err(|source| Elm327Error::IsoTp {
+                        header: Some(ecu.header),
+                        source,
+                    }),
+            );
         }
     }
-    Ok(messages)
 }
 
 /// Splits `7E8 06 41 ..` / `18 DA F1 10 06 ..` / `7E80641..` into the id and the frame bytes.
@@ -745,6 +919,90 @@ fn spaced_header_ok(line: &str, width: IdWidth) -> bool {
     }
 }
 
+// ---- the older buses ----------------------------------------------------------------------
+
+/// Each line one message: with headers, checked and grouped by sender, then joined per ECU;
+/// without, all joined as one sender's.
+///
+/// A line with a bad check byte is reported and left out. When its header still names a
+/// sender and its first data bytes a DTC list or a numbered Mode 09 infotype, that ECU's
+/// answer of the same kind is dropped too ([`Elm327Error::DamagedAnswer`]): joined without
+/// the damaged line it would look whole, a code list silently shorter.
+fn parse_legacy(lines: &[&str], protocol: legacy::Protocol, headers: bool, read: &mut Read) {
+    // Senders in the order they first answered, each with its messages' data.
+    let mut senders: Vec<(Option<u8>, Vec<Vec<u8>>)> = Vec::new();
+    // (sender, first data bytes) of the damaged lines.
+    let mut damaged: Vec<(u8, Vec<u8>)> = Vec::new();
+    for &line in lines {
+        let bytes = match hex_bytes(line, line) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                read.errors.push(e);
+                continue;
+            }
+        };
+        let (sender, data) = if headers {
+            match protocol.decode(&bytes) {
+                Ok(frame) => (Some(frame.source()), frame.data),
+                Err(source) => {
+                    if let [_, _, sender, data @ ..] = bytes.as_slice()
+                        && data.len() > 1
+                    {
+                        damaged.push((*sender, data.iter().take(2).copied().collect()));
+                    }
+                    read.errors.push(Elm327Error::LegacyLine {
+                        line: line.to_owned(),
+                        source,
+                    });
+                    continue;
+                }
+            }
+        } else {
+            (None, bytes)
+        };
+        match senders.iter_mut().find(|(s, _)| *s == sender) {
+            Some((_, messages)) => messages.push(data),
+            None => senders.push((sender, vec![data])),
+        }
+    }
+    for (sender, messages) in senders {
+        for answer in legacy::join_answers(&messages) {
+            let answer = answer
+                .map_err(|source| Elm327Error::LegacyJoin {
+                    source_address: sender,
+                    source,
+                })
+                .and_then(|payload| match sender {
+                    Some(address) if lost_a_part(&damaged, address, &payload) => {
+                        Err(Elm327Error::DamagedAnswer {
+                            source_address: address,
+                            sid: payload.first().copied().unwrap_or_default(),
+                        })
+                    }
+                    _ => Ok(payload),
+                });
+            read.push(answer.map(|payload| Message {
+                header: sender.map(EcuId::Node),
+                payload,
+            }));
+        }
+    }
+}
+
+/// Whether a damaged line from `sender` was probably part of `answer`: the same service and,
+/// for Mode 09, the same infotype, in an answer that comes in several messages.
+fn lost_a_part(damaged: &[(u8, Vec<u8>)], sender: u8, answer: &[u8]) -> bool {
+    legacy::is_segmented(answer)
+        && damaged.iter().any(|(s, start)| {
+            *s == sender
+                && match (start.as_slice(), answer) {
+                    ([0x49, infotype, ..], [0x49, of, ..]) => infotype == of,
+                    ([sid, ..], [of, ..]) => sid == of,
+                    _ => false,
+                }
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -757,14 +1015,14 @@ mod tests {
     fn headers(cmd: &str, width: IdWidth) -> ParseOptions {
         ParseOptions {
             headers: true,
-            id_width: width,
+            bus: Bus::Can(width),
             ..ParseOptions::new(cmd)
         }
     }
 
     fn msg(header: Option<CanId>, payload: &[u8]) -> Message {
         Message {
-            header,
+            header: header.map(EcuId::Can),
             payload: payload.to_vec(),
         }
     }
@@ -900,7 +1158,7 @@ mod tests {
         };
         assert_eq!(
             parse_reply("010C\r41 0C 1A F8 \r\r", &opts),
-            Ok(Reply::Messages(vec![msg(None, &[0x41, 0x0C, 0x1A, 0xF8])]))
+            Ok(Reply::messages(vec![msg(None, &[0x41, 0x0C, 0x1A, 0xF8])]))
         );
         // Typed with a space, echoed as typed.
         let opts = ParseOptions {
@@ -909,7 +1167,7 @@ mod tests {
         };
         assert_eq!(
             parse_reply("01 0C\r410C1AF8\r\r", &opts),
-            Ok(Reply::Messages(vec![msg(None, &[0x41, 0x0C, 0x1A, 0xF8])]))
+            Ok(Reply::messages(vec![msg(None, &[0x41, 0x0C, 0x1A, 0xF8])]))
         );
         assert_eq!(
             parse_reply(
@@ -927,7 +1185,7 @@ mod tests {
         // Echo present although the caller thinks it is off: still dropped.
         assert_eq!(
             parse_reply("010C\r410C1AF8\r\r", &data("010C")),
-            Ok(Reply::Messages(vec![msg(None, &[0x41, 0x0C, 0x1A, 0xF8])]))
+            Ok(Reply::messages(vec![msg(None, &[0x41, 0x0C, 0x1A, 0xF8])]))
         );
         // Repeat-last-command (empty line): no echo to drop.
         let repeat = ParseOptions {
@@ -936,7 +1194,7 @@ mod tests {
         };
         assert_eq!(
             parse_reply("\r410C1AF8\r\r", &repeat),
-            Ok(Reply::Messages(vec![msg(None, &[0x41, 0x0C, 0x1A, 0xF8])]))
+            Ok(Reply::messages(vec![msg(None, &[0x41, 0x0C, 0x1A, 0xF8])]))
         );
     }
 
@@ -944,7 +1202,7 @@ mod tests {
 
     #[test]
     fn headers_off_single_frames() {
-        let want = Reply::Messages(vec![msg(None, &[0x41, 0x0C, 0x1A, 0xF8])]);
+        let want = Reply::messages(vec![msg(None, &[0x41, 0x0C, 0x1A, 0xF8])]);
         assert_eq!(
             parse_reply("41 0C 1A F8 \r\r", &data("010C")),
             Ok(want.clone())
@@ -954,7 +1212,7 @@ mod tests {
         let two = "41 00 BE 3F A8 13 \r41 00 98 18 80 10 \r\r";
         assert_eq!(
             parse_reply(two, &data("0100")),
-            Ok(Reply::Messages(vec![
+            Ok(Reply::messages(vec![
                 msg(None, &[0x41, 0x00, 0xBE, 0x3F, 0xA8, 0x13]),
                 msg(None, &[0x41, 0x00, 0x98, 0x18, 0x80, 0x10]),
             ]))
@@ -964,7 +1222,7 @@ mod tests {
     // Data sheet "Multiline Responses": VIN with CAF1 and headers off, byte count 0x014 = 20.
     #[test]
     fn headers_off_multi_frame_vin() {
-        let want = Ok(Reply::Messages(vec![msg(None, &VIN_PAYLOAD)]));
+        let want = Ok(Reply::messages(vec![msg(None, &VIN_PAYLOAD)]));
         let spaced =
             "014\r0: 49 02 01 31 44 34 \r1: 47 50 30 30 52 35 35 \r2: 42 31 32 33 34 35 36 \r\r";
         assert_eq!(parse_reply(spaced, &data("0902")), want);
@@ -975,7 +1233,7 @@ mod tests {
             "013\r0: 49 02 01 31 44 34\r1: 47 50 30 30 52 35 35\r2: 42 31 32 33 34 35 36\r";
         assert_eq!(
             parse_reply(padded, &data("0902")),
-            Ok(Reply::Messages(vec![msg(
+            Ok(Reply::messages(vec![msg(
                 None,
                 VIN_PAYLOAD.get(..19).unwrap()
             )]))
@@ -987,7 +1245,7 @@ mod tests {
         let text = "SEARCHING...\r014\r0: 49 02 01 31 44 34\r1: 47 50 30 30 52 35 35\r2: 42 31 32 33 34 35 36\r49 02 01 00 \r\r";
         assert_eq!(
             parse_reply(text, &data("0902")),
-            Ok(Reply::Messages(vec![
+            Ok(Reply::messages(vec![
                 msg(None, &VIN_PAYLOAD),
                 msg(None, &[0x49, 0x02, 0x01, 0x00])
             ]))
@@ -1063,7 +1321,7 @@ mod tests {
     // Data sheet "Setting the Headers": `01 00` with headers on, padding after the SF payload.
     #[test]
     fn headers_on_11_bit_single_frames() {
-        let want = Ok(Reply::Messages(vec![msg(
+        let want = Ok(Reply::messages(vec![msg(
             std_id(0x7E8),
             &[0x41, 0x00, 0xBE, 0x3F, 0xB8, 0x13],
         )]));
@@ -1075,7 +1333,7 @@ mod tests {
                 "7E8 03 41 05 46 00 00 00 00 \r\r",
                 &headers("0105", IdWidth::Bits11)
             ),
-            Ok(Reply::Messages(vec![msg(
+            Ok(Reply::messages(vec![msg(
                 std_id(0x7E8),
                 &[0x41, 0x05, 0x46]
             )]))
@@ -1103,7 +1361,7 @@ mod tests {
         ];
         assert_eq!(
             parse_reply(text, &headers("0904", IdWidth::Bits11)),
-            Ok(Reply::Messages(vec![
+            Ok(Reply::messages(vec![
                 msg(std_id(0x7E8), &ecu1),
                 msg(std_id(0x7E9), &ecu2),
                 msg(std_id(0x7EA), &[0x7F, 0x09, 0x11]),
@@ -1116,13 +1374,13 @@ mod tests {
         let text = "7E81014490201314434\r7E82147503030523535\r7E82242313233343536\r\r";
         assert_eq!(
             parse_reply(text, &headers("0902", IdWidth::Bits11)),
-            Ok(Reply::Messages(vec![msg(std_id(0x7E8), &VIN_PAYLOAD)]))
+            Ok(Reply::messages(vec![msg(std_id(0x7E8), &VIN_PAYLOAD)]))
         );
     }
 
     #[test]
     fn headers_on_29_bit() {
-        let want = Ok(Reply::Messages(vec![msg(
+        let want = Ok(Reply::messages(vec![msg(
             Some(CanId::Extended(0x18DA_F110)),
             &[0x41, 0x0C, 0x1A, 0xF8],
         )]));
@@ -1209,12 +1467,351 @@ mod tests {
         ));
     }
 
+    // ---- the older buses ----
+
+    fn legacy_opts(cmd: &str, protocol: legacy::Protocol, headers: bool) -> ParseOptions {
+        ParseOptions {
+            headers,
+            bus: Bus::Legacy(protocol),
+            ..ParseOptions::new(cmd)
+        }
+    }
+
+    fn node(address: u8, payload: &str) -> Message {
+        Message {
+            header: Some(EcuId::Node(address)),
+            payload: hexes(payload),
+        }
+    }
+
+    fn hexes(text: &str) -> Vec<u8> {
+        text.split_whitespace()
+            .map(|b| u8::from_str_radix(b, 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn bus_from_protocol_number() {
+        use legacy::Protocol as P;
+        let cases = [
+            ("1", Some(Bus::Legacy(P::J1850Pwm))),
+            ("A2", Some(Bus::Legacy(P::J1850Vpw))),
+            ("3\r", Some(Bus::Legacy(P::Iso9141))),
+            ("A3", Some(Bus::Legacy(P::Iso9141))),
+            ("4", Some(Bus::Legacy(P::Kwp5Baud))),
+            ("A5", Some(Bus::Legacy(P::KwpFast))),
+            ("6", Some(Bus::Can(IdWidth::Bits11))),
+            ("A7", Some(Bus::Can(IdWidth::Bits29))),
+            ("A", Some(Bus::Can(IdWidth::Bits29))),
+            ("AA", Some(Bus::Can(IdWidth::Bits29))),
+            ("0", None),
+            ("B", None),
+            ("A0", None),
+            ("", None),
+        ];
+        for (answer, want) in cases {
+            assert_eq!(Bus::from_protocol_number(answer), want, "{answer:?}");
+        }
+        assert_eq!(Bus::Legacy(P::Iso9141).to_string(), "ISO 9141-2");
+        assert_eq!(Bus::default().to_string(), "CAN 11-bit");
+    }
+
+    // Two ECUs answering 01 00, in each protocol (LTOBD2 on J1850, a capture on KWP).
+    #[test]
+    fn legacy_headers_on_two_ecus() {
+        use legacy::Protocol as P;
+        let cases = [
+            (
+                P::J1850Pwm,
+                "41 6B 10 41 00 B8 7B 30 10 9E \r41 6B 17 41 00 80 00 80 03 C9 \r\r",
+                [(0x10, "41 00 B8 7B 30 10"), (0x17, "41 00 80 00 80 03")],
+            ),
+            (
+                P::J1850Vpw,
+                "486B104100B87B3010F4\r486B17410080008003A3\r",
+                [(0x10, "41 00 B8 7B 30 10"), (0x17, "41 00 80 00 80 03")],
+            ),
+            (
+                P::KwpFast,
+                "86 F1 10 41 00 BE 3F E8 11 BE\r86 F1 18 41 00 80 00 00 01 51\r",
+                [(0x10, "41 00 BE 3F E8 11"), (0x18, "41 00 80 00 00 01")],
+            ),
+        ];
+        for (protocol, text, want) in cases {
+            let want = want.iter().map(|(a, p)| node(*a, p)).collect();
+            assert_eq!(
+                parse_reply(text, &legacy_opts("0100", protocol, true)),
+                Ok(Reply::messages(want)),
+                "{protocol}"
+            );
+        }
+    }
+
+    // scantool.net simulator: ECU 10 has six codes in two lines, ECU 18 one; the lines of the
+    // two ECUs interleave. The same codes in every protocol.
+    #[test]
+    fn legacy_dtcs_from_two_ecus_are_joined_per_ecu() {
+        use legacy::Protocol as P;
+        let cases = [
+            (
+                P::J1850Pwm,
+                [
+                    "41 6B 10 43 01 00 02 00 03 00 43",
+                    "41 6B 18 43 01 01 00 00 00 00 18",
+                    "41 6B 10 43 43 00 82 00 C1 00 11",
+                ],
+            ),
+            (
+                P::J1850Vpw,
+                [
+                    "48 6B 10 43 01 00 02 00 03 00 05",
+                    "48 6B 18 43 01 01 00 00 00 00 5E",
+                    "48 6B 10 43 43 00 82 00 C1 00 57",
+                ],
+            ),
+            (
+                P::Iso9141,
+                [
+                    "48 6B 10 43 01 00 02 00 03 00 0C",
+                    "48 6B 18 43 01 01 00 00 00 00 10",
+                    "48 6B 10 43 43 00 82 00 C1 00 8C",
+                ],
+            ),
+            (
+                P::Kwp5Baud,
+                [
+                    "87 F1 10 43 01 00 02 00 03 00 D1",
+                    "87 F1 18 43 01 01 00 00 00 00 D5",
+                    "87 F1 10 43 43 00 82 00 C1 00 51",
+                ],
+            ),
+        ];
+        for (protocol, lines) in cases {
+            let text = format!("BUS INIT: ...OK\r{}\r\r", lines.join("\r"));
+            let reply = parse_reply(&text, &legacy_opts("03", protocol, true));
+            assert_eq!(
+                reply,
+                Ok(Reply::messages(vec![
+                    node(0x10, "43 01 00 02 00 03 00 43 00 82 00 C1 00"),
+                    node(0x18, "43 01 01"),
+                ])),
+                "{protocol}"
+            );
+            let Ok(Reply::Messages { messages, .. }) = reply else {
+                unreachable!()
+            };
+            let codes: Vec<String> = messages
+                .iter()
+                .flat_map(|m| match crate::service::Response::parse(&m.payload) {
+                    Ok(crate::service::Response::Dtcs { dtcs, .. }) => dtcs,
+                    other => panic!("{other:?}"),
+                })
+                .map(|d| d.to_string())
+                .collect();
+            assert_eq!(
+                codes,
+                [
+                    "P0100", "P0200", "P0300", "C0300", "B0200", "U0100", "P0101"
+                ]
+            );
+        }
+    }
+
+    // A capture: the ISO 9141-2 VIN, five lines, here out of order and spaces off.
+    #[test]
+    fn legacy_vin_with_and_without_headers() {
+        let with = "486B1149020335343434E3\r486B114902010000003141\r486B1149020241314A4310\r\
+                    486B114902045237323503\r486B1149020532333637E6\r\r";
+        let mut want = vec![0x49, 0x02, 0x01];
+        want.extend_from_slice(b"1A1JC5444R7252367");
+        assert_eq!(
+            parse_reply(with, &legacy_opts("0902", legacy::Protocol::Iso9141, true)),
+            Ok(Reply::messages(vec![Message {
+                header: Some(EcuId::Node(0x11)),
+                payload: want.clone()
+            }]))
+        );
+        // Data sheet "Multiline Responses": the J1850 VIN as printed with headers off.
+        let without = "SEARCHING...\r49 02 01 00 00 00 31 \r49 02 02 44 34 47 50 \r\
+                       49 02 03 30 30 52 35 \r49 02 04 35 42 31 32 \r49 02 05 33 34 35 36 \r\r";
+        assert_eq!(
+            parse_reply(
+                without,
+                &legacy_opts("0902", legacy::Protocol::J1850Pwm, false)
+            ),
+            Ok(Reply::messages(vec![msg(None, &VIN_PAYLOAD)]))
+        );
+    }
+
+    #[test]
+    fn legacy_headers_off_joins_what_belongs_together() {
+        let opts = legacy_opts("03", legacy::Protocol::Iso9141, false);
+        // Two ECUs' DTC lines: one list (the senders are unknown).
+        assert_eq!(
+            parse_reply("43 01 33 00 00 00 00\r43 04 20 00 00 00 00\r\r", &opts),
+            Ok(Reply::messages(vec![msg(
+                None,
+                &[0x43, 0x01, 0x33, 0x04, 0x20]
+            )]))
+        );
+        // Two ECUs' 01 00: two answers.
+        let opts = legacy_opts("0100", legacy::Protocol::KwpFast, false);
+        assert_eq!(
+            parse_reply(
+                "BUS INIT: OK\r41 00 BE 3F E8 11\r41 00 80 00 00 01\r",
+                &opts
+            ),
+            Ok(Reply::messages(vec![
+                msg(None, &[0x41, 0x00, 0xBE, 0x3F, 0xE8, 0x11]),
+                msg(None, &[0x41, 0x00, 0x80, 0x00, 0x00, 0x01]),
+            ]))
+        );
+    }
+
+    #[test]
+    fn one_bad_check_byte_among_good_lines() {
+        let opts = legacy_opts("0100", legacy::Protocol::Iso9141, true);
+        // ECU 18's line has a wrong check byte (AB for AA); ECU 10's survives.
+        let text = "48 6B 10 41 00 BE 1F B8 11 AA\r48 6B 18 41 00 BE 1F B8 11 B3\r\r";
+        assert_eq!(
+            parse_reply(text, &opts),
+            Ok(Reply::Messages {
+                messages: vec![node(0x10, "41 00 BE 1F B8 11")],
+                errors: vec![Elm327Error::LegacyLine {
+                    line: "48 6B 18 41 00 BE 1F B8 11 B3".into(),
+                    source: FrameError::CheckByte {
+                        protocol: legacy::Protocol::Iso9141,
+                        expected: 0xB2,
+                        got: 0xB3
+                    }
+                }]
+            })
+        );
+        // Alone, it is the reply's error, and says which line.
+        let err = parse_reply("48 6B 18 41 00 BE 1F B8 11 B3\r", &opts).unwrap_err();
+        assert!(
+            err.to_string().contains("48 6B 18 41 00 BE 1F B8 11 B3"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("0xB2"), "{err}");
+    }
+
+    #[test]
+    fn a_damaged_dtc_line_drops_only_that_ecus_list() {
+        // scantool.net on ISO 9141-2, ECU 10's second line damaged (8D for 8C).
+        let text = "48 6B 10 43 01 00 02 00 03 00 0C\r48 6B 10 43 43 00 82 00 C1 00 8D\r\
+                    48 6B 18 43 01 01 00 00 00 00 10\r48 6B 10 41 0D 20 31\r";
+        let Ok(Reply::Messages { messages, errors }) =
+            parse_reply(text, &legacy_opts("03", legacy::Protocol::Iso9141, true))
+        else {
+            panic!()
+        };
+        // ECU 18's list and ECU 10's unrelated single message survive; ECU 10's list does not
+        // come out three codes short.
+        assert_eq!(
+            messages,
+            vec![node(0x10, "41 0D 20"), node(0x18, "43 01 01")]
+        );
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(matches!(errors[0], Elm327Error::LegacyLine { .. }));
+        assert_eq!(
+            errors[1],
+            Elm327Error::DamagedAnswer {
+                source_address: 0x10,
+                sid: 0x43
+            }
+        );
+    }
+
+    #[test]
+    fn legacy_flagged_and_garbled_lines() {
+        let opts = legacy_opts("0100", legacy::Protocol::Iso9141, false);
+        // The adapter checks the sum itself and flags the line; the other answer survives.
+        assert_eq!(
+            parse_reply("41 00 BE 1F B8 11 <DATA ERROR\r41 00 80 00 00 01\r", &opts),
+            Ok(Reply::Messages {
+                messages: vec![msg(None, &[0x41, 0x00, 0x80, 0x00, 0x00, 0x01])],
+                errors: vec![Elm327Error::Flagged {
+                    condition: Condition::DataError,
+                    line: "41 00 BE 1F B8 11".into()
+                }]
+            })
+        );
+        let with = legacy_opts("0902", legacy::Protocol::J1850Vpw, true);
+        // A VIN missing its third line: the ECU's answer is an error naming the part.
+        let text = "48 6B 10 49 02 01 00 00 00 57 B3\r48 6B 10 49 02 02 44 58 2D 53 99\r\
+                    48 6B 10 49 02 04 31 39 32 31 B6\r48 6B 10 49 02 05 32 33 34 35 A8\r";
+        assert_eq!(
+            parse_reply(text, &with),
+            Err(Elm327Error::LegacyJoin {
+                source_address: Some(0x10),
+                source: JoinError::MissingPart {
+                    infotype: 2,
+                    number: 3,
+                    count: 4
+                }
+            })
+        );
+        assert!(matches!(
+            parse_reply("48 6B\r", &with),
+            Err(Elm327Error::LegacyLine {
+                source: FrameError::TooShort { len: 2 },
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_reply("48 6B 1\r", &with),
+            Err(Elm327Error::OddDigits { .. })
+        ));
+        // Bus init failures and other conditions are the reply's outcome, as on CAN.
+        assert_eq!(
+            parse_reply("BUS INIT: ...ERROR\r\r", &with),
+            Err(Elm327Error::Adapter(Condition::BusInitError))
+        );
+        assert_eq!(
+            parse_reply("BUS INIT: ERROR\r\r", &with),
+            Err(Elm327Error::Adapter(Condition::BusInitError))
+        );
+        assert_eq!(parse_reply("NO DATA\r\r", &with), Ok(Reply::NoData));
+        assert_eq!(
+            parse_reply("BUS ERROR\r\r", &with),
+            Err(Elm327Error::Adapter(Condition::BusError))
+        );
+    }
+
+    #[test]
+    fn a_broken_can_ecu_does_not_cost_the_others() {
+        // 7E8's VIN stops after its first frame; 7E9 answers whole.
+        let text = "7E8 10 14 49 02 01 31 44 34\r7E9 06 41 00 98 18 80 10 \r\r";
+        assert_eq!(
+            parse_reply(text, &headers("0100", IdWidth::Bits11)),
+            Ok(Reply::Messages {
+                messages: vec![msg(std_id(0x7E9), &[0x41, 0x00, 0x98, 0x18, 0x80, 0x10])],
+                errors: vec![Elm327Error::IsoTp {
+                    header: std_id(0x7E8),
+                    source: IsoTpError::Incomplete {
+                        got: 6,
+                        expected: 20
+                    }
+                }]
+            })
+        );
+        // A garbled line beside a good one, headers off.
+        assert_eq!(
+            parse_reply("41 0C 1A F8\r41 0C ZZ\r", &data("010C")),
+            Ok(Reply::Messages {
+                messages: vec![msg(None, &[0x41, 0x0C, 0x1A, 0xF8])],
+                errors: vec![Elm327Error::NotHex("41 0C ZZ".into())]
+            })
+        );
+    }
+
     // ---- status lines and conditions ----
 
     #[test]
     fn status_lines_are_skipped() {
         let opts = headers("0100", IdWidth::Bits11);
-        let want = Ok(Reply::Messages(vec![msg(
+        let want = Ok(Reply::messages(vec![msg(
             std_id(0x7E8),
             &[0x41, 0x00, 0xBE, 0x3F, 0xB8, 0x13],
         )]));
@@ -1224,7 +1821,7 @@ mod tests {
         );
         assert_eq!(
             parse_reply("BUS INIT: ...OK\r41 00 BE 3F B8 13\r\r", &data("0100")),
-            Ok(Reply::Messages(vec![msg(
+            Ok(Reply::messages(vec![msg(
                 None,
                 &[0x41, 0x00, 0xBE, 0x3F, 0xB8, 0x13]
             )]))
@@ -1378,7 +1975,7 @@ mod tests {
         assert!(parsed.get(1..6).unwrap().iter().all(|r| *r == Reply::Ok));
         assert_eq!(
             parsed.last(),
-            Some(&Reply::Messages(vec![
+            Some(&Reply::messages(vec![
                 msg(std_id(0x7E8), &[0x41, 0x00, 0xBE, 0x3F, 0xB8, 0x13]),
                 msg(std_id(0x7E9), &[0x41, 0x00, 0x98, 0x18, 0x80, 0x10]),
             ]))
@@ -1428,14 +2025,14 @@ mod tests {
         }
 
         #[test]
-        fn parse_reply_never_panics(text in "[0-9A-Fa-f :\r\n<>?.A-Z!]{0,200}", headers_on: bool, wide: bool, echo: bool, cmd in "(AT[A-Z]{1,3}|[0-9A-F]{0,6})") {
-            let opts = ParseOptions { command: cmd, echo, headers: headers_on, id_width: if wide { IdWidth::Bits29 } else { IdWidth::Bits11 } };
+        fn parse_reply_never_panics(text in "[0-9A-Fa-f :\r\n<>?.A-Z!]{0,200}", headers_on: bool, bus in 0u8..7, echo: bool, cmd in "(AT[A-Z]{1,3}|[0-9A-F]{0,6})") {
+            let opts = ParseOptions { command: cmd, echo, headers: headers_on, bus: bus_of(bus) };
             let _ = parse_reply(&text, &opts);
         }
 
         #[test]
-        fn parse_reply_never_panics_on_any_text(text in "\\PC{0,300}", headers_on: bool, wide: bool) {
-            let opts = ParseOptions { headers: headers_on, id_width: if wide { IdWidth::Bits29 } else { IdWidth::Bits11 }, ..ParseOptions::new("0100") };
+        fn parse_reply_never_panics_on_any_text(text in "\\PC{0,300}", headers_on: bool, bus in 0u8..7) {
+            let opts = ParseOptions { headers: headers_on, bus: bus_of(bus), ..ParseOptions::new("0100") };
             let _ = parse_reply(&text, &opts);
         }
 
@@ -1447,7 +2044,16 @@ mod tests {
             for (i, chunk) in rest.chunks(7).enumerate() {
                 text.push_str(&format!("{:X}: {}\r", (i + 1) % 16, spaced(chunk)));
             }
-            prop_assert_eq!(parse_reply(&text, &data("0902")), Ok(Reply::Messages(vec![msg(None, &payload)])));
+            prop_assert_eq!(parse_reply(&text, &data("0902")), Ok(Reply::messages(vec![msg(None, &payload)])));
+        }
+    }
+
+    /// 0 and 1: CAN 11 and 29 bits; 2 to 6: the older buses.
+    fn bus_of(n: u8) -> Bus {
+        match n {
+            0 => Bus::Can(IdWidth::Bits11),
+            1 => Bus::Can(IdWidth::Bits29),
+            n => legacy::Protocol::from_elm_number(n - 1).map_or(Bus::default(), Bus::Legacy),
         }
     }
 

@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | CAN frames and identifiers | ISO 11898-1 | [`frame`] |
 //! | which ECU answered, on CAN or an older bus | ISO 15765-4, SAE J1979 | [`ecu`] |
+//! | the older buses: headers, check bytes, answers in several messages | SAE J1850, ISO 9141-2, ISO 14230-4, SAE J1979 | [`legacy`] |
 //! | transport: segmentation, flow control, timeouts | ISO 15765-2 (ISO-TP) | [`isotp`] |
 //! | OBD-II services 01–0A | SAE J1979 / ISO 15031-5 | [`service`] |
 //! | Mode 01/02 parameter IDs and their formulas | SAE J1979 Annex B | [`pid`] |
@@ -30,6 +31,7 @@ pub mod ecu;
 pub mod elm327;
 pub mod frame;
 pub mod isotp;
+pub mod legacy;
 pub mod nrc;
 pub mod pid;
 pub mod service;

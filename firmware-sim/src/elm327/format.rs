@@ -1,6 +1,6 @@
 //! How an ELM327 prints the CAN frames it receives, per its data sheet: one line per frame,
 //! shaped by the headers (`ATH`), spaces (`ATS`), DLC (`ATD1`) and CAN auto-formatting
-//! (`ATCAF`) settings. Also how an ECU's answer is cut into ISO-TP frames on the bus
+//! (`ATCAF`) settings; and the one line per message of the older buses ([`legacy_line`]). Also how an ECU's answer is cut into ISO-TP frames on the bus
 //! ([`segment`]), since what the adapter prints is what the bus carried. Pure functions.
 //!
 //! | settings | single frame | first frame | consecutive frame |
@@ -18,6 +18,7 @@ use telltale_obd::isotp::pci::{
     CAN_FRAME_LEN, CONSECUTIVE_FRAME_PAYLOAD, FIRST_FRAME_PAYLOAD, MAX_FIRST_FRAME_LEN,
     MAX_SINGLE_FRAME_LEN,
 };
+use telltale_obd::legacy::Protocol as LegacyProtocol;
 
 /// The byte our simulated ECUs pad short frames with.
 pub const PADDING: u8 = 0xAA;
@@ -120,6 +121,21 @@ pub fn frame_lines(id: CanId, data: &[u8], format: LineFormat) -> Vec<String> {
         )],
         // Flow control or garbage: no ECU of ours sends it; print it raw as CAF0 would.
         _ => vec![hex(data, format.spaces)],
+    }
+}
+
+/// The line the adapter prints for one message on an older bus: with headers, the message as
+/// on the bus (header, `data`, check byte: `48 6B 10 41 00 BE 1F B8 11 AA`), else `data`
+/// alone. `data` is what [`telltale_obd::legacy::split`] made: 1 to 7 bytes.
+pub fn legacy_line(
+    protocol: LegacyProtocol,
+    source: u8,
+    data: &[u8],
+    format: LineFormat,
+) -> String {
+    match protocol.encode(source, data) {
+        Ok(message) if format.headers => hex(&message, format.spaces),
+        _ => hex(data, format.spaces),
     }
 }
 

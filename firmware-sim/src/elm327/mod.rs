@@ -4,6 +4,8 @@
 //!
 //! - [`session`]: the adapter without I/O: settings, command execution, timed output
 //!   (its documentation lists the behaviour emulated and what is not);
+//! - [`bus`]: the vehicle's bus (CAN or an older one), its ECUs' addresses and the time a
+//!   protocol takes to find and open;
 //! - [`command`]: parsing a command line; [`format`](mod@format): printing received frames;
 //! - this module: the async servers, which only move bytes and play the timed output.
 //!
@@ -12,6 +14,7 @@
 //! server started ([`Vehicle::advance_to`]; earlier times are ignored, so several servers
 //! and drivers may share a vehicle).
 
+pub mod bus;
 pub mod command;
 pub mod format;
 pub mod session;
@@ -28,6 +31,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
+pub use bus::VehicleBus;
 pub use session::{Ecus, Elm327, Output};
 
 use crate::pty::{Pty, PtyError};
@@ -36,16 +40,22 @@ use crate::vehicle::Vehicle;
 /// Size of one read from the host; lines are short, so this bounds the queued input too.
 const READ_CHUNK: usize = 512;
 
-/// Serves one host on `stream` with a freshly powered-up adapter until the host closes it.
-pub async fn serve_elm327<S>(stream: S, vehicle: Arc<Mutex<Vehicle>>) -> io::Result<()>
+/// Serves one host on `stream` with a freshly powered-up adapter, plugged into `vehicle` on
+/// `bus`, until the host closes it.
+pub async fn serve_elm327<S>(
+    stream: S,
+    vehicle: Arc<Mutex<Vehicle>>,
+    bus: VehicleBus,
+) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite,
 {
-    let mut adapter = Elm327::new();
+    let mut adapter = Elm327::with_bus(bus);
     run(stream, &mut adapter, &vehicle, Instant::now()).await
 }
 
-/// Serves the adapter on TCP, as a Wi-Fi dongle does: one host at a time. A host that
+/// Serves the adapter, plugged into `vehicle` on `bus`, on TCP, as a Wi-Fi dongle does: one
+/// host at a time. A host that
 /// connects while another is served is accepted and closed at once (a clear failure rather
 /// than a connection that never answers). Like a real dongle, the adapter keeps its settings
 /// from one connection to the next (hosts send `ATZ` first). Returns when `shutdown`
@@ -54,10 +64,11 @@ where
 pub async fn serve_elm327_tcp(
     listener: TcpListener,
     vehicle: Arc<Mutex<Vehicle>>,
+    bus: VehicleBus,
     shutdown: impl Future,
 ) -> io::Result<()> {
     let start = Instant::now();
-    let mut adapter = Elm327::new();
+    let mut adapter = Elm327::with_bus(bus);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -104,19 +115,21 @@ pub enum PtyServeError {
     Io(#[from] io::Error),
 }
 
-/// Serves the adapter on a new pseudo-terminal, reachable at the symlink `link`, until
+/// Serves the adapter, plugged into `vehicle` on `bus`, on a new pseudo-terminal, reachable
+/// at the symlink `link`, until
 /// `shutdown` completes; the symlink is removed then. Hosts may open and close the
 /// terminal any number of times; the adapter keeps its state between them, as a USB
 /// adapter that stays plugged in does.
 pub async fn serve_elm327_pty(
     link: &Path,
     vehicle: Arc<Mutex<Vehicle>>,
+    bus: VehicleBus,
     shutdown: impl Future,
 ) -> Result<(), PtyServeError> {
     let pty = Pty::open()?;
     let _link = pty.link(link)?;
     tracing::info!(link = %link.display(), device = %pty.slave_path().display(), "ELM327 adapter on pty");
-    let mut adapter = Elm327::new();
+    let mut adapter = Elm327::with_bus(bus);
     tokio::select! {
         _ = shutdown => Ok(()),
         result = run(pty, &mut adapter, &vehicle, Instant::now()) => Ok(result?),

@@ -18,24 +18,49 @@
 //!   by adaptive timing: 100 ms with `ATAT1`, 50 ms with `ATAT2`), or after the requested
 //!   number of lines (`010C1`). A negative response `7F xx 78` (response pending) extends
 //!   the wait to 5 s (ISO 15765-4's P2*), so the final answer is printed too.
-//! - Protocol 6 (CAN 11/500) reaches the vehicle's 11-bit ECUs, 7 (CAN 29/500) its 29-bit
-//!   ones. With `ATSP0` the first request prints `SEARCHING...` and settles on 6 if the
-//!   vehicle has 11-bit ECUs, else 7; `ATDPN` then prints `A6`. The other protocols find no
-//!   vehicle: 1 and 2 answer `NO DATA`, 3–5 `BUS INIT: ...ERROR`, 8–C `CAN ERROR`.
+//! - The vehicle is on CAN ([`VehicleBus::Can`], the default) or on one of the older buses
+//!   ([`VehicleBus::Legacy`]: SAE J1850 PWM or VPW, ISO 9141-2, ISO 14230-4 with 5-baud or
+//!   fast initialisation, ELM327 protocols 1–5).
+//! - CAN: protocol 6 (CAN 11/500) reaches the vehicle's 11-bit ECUs, 7 (CAN 29/500) its
+//!   29-bit ones. With `ATSP0` the first request prints `SEARCHING...` and settles on 6 if
+//!   the vehicle has 11-bit ECUs, else 7, at once; `ATDPN` then prints `A6`.
+//! - Older buses: only the vehicle's own protocol reaches it, and it reaches every ECU.
+//!   `ATSP0` prints `SEARCHING...`, tries the protocols in order, each failure costing its
+//!   time, and settles on the vehicle's (`ATDPN` `A3`, `ATDP` `AUTO, ISO 9141-2`); a bus
+//!   initialisation during a search prints nothing. Set by hand (`ATSP3`), protocols 3 and
+//!   4 print `BUS INIT: ...OK` as the 5-baud initialisation runs (the dots appear during
+//!   it), 5 `BUS INIT: OK` (ELM327 data sheet, "Bus Initiation"). The bus stays open (the
+//!   adapter's keep-alive messages are not shown) until `ATPC`, `ATZ`, `ATWS`, `ATD` or a
+//!   protocol change. Times and addresses: [`super::bus`].
+//! - A protocol that does not reach the vehicle: 1 and 2 answer `NO DATA`, 3 and 4
+//!   `BUS INIT: ...ERROR`, 5 `BUS INIT: ERROR` (after the time the attempt takes), 8–C
+//!   `CAN ERROR`.
+//! - On an older bus, each message is one line: with headers on (`ATH1`) the three header
+//!   bytes (`48 6B 10`), the data and the check byte, computed by
+//!   [`telltale_obd::legacy`]; with headers off the data only. A long answer is several
+//!   lines, as SAE J1979 cuts it on these buses ([`telltale_obd::legacy::split`]).
+//!   Requests for several PIDs get `NO DATA` (they exist only on CAN); so do services the
+//!   ECUs of these buses do not have (UDS). `ATSH xx yy zz` addresses the ECU whose address
+//!   is `yy` (`6A` on J1850 and ISO 9141-2, `33` on KWP, is everyone). `ATCAF`, `ATD1` and
+//!   the CAN filters do not apply there.
 //! - An OBD request can be interrupted by any character from the host ([`Elm327::interrupt`]
 //!   prints `STOPPED`; the interrupting character is discarded, as on the chip). AT commands
 //!   cannot.
-//! - Not emulated: monitoring (`ATMA`, `ATMR`, `ATMT`), the non-CAN protocols' traffic,
-//!   programmable parameters, baud-rate switching (`ATBRD`), low power (`ATLP`) and sending
-//!   multi-frame requests: all answered with `?`, as an adapter that lacks them would.
+//! - Not emulated: monitoring (`ATMA`, `ATMR`, `ATMT`), the older buses' own settings
+//!   (`ATSW`, `ATWM`, `ATIIA`, `ATSR`, `ATFI`, `ATSI`, `ATKW`), programmable parameters,
+//!   baud-rate switching (`ATBRD`), low power (`ATLP`) and sending multi-frame requests:
+//!   all answered with `?`, as an adapter that lacks them would. On the older buses the
+//!   answer header is always the functional one (`48 6B src`), physical addressing or not.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use telltale_obd::CanId;
 use telltale_obd::isotp::addressing::{FUNCTIONAL_REQUEST_11BIT, FUNCTIONAL_REQUEST_29BIT};
 use telltale_obd::isotp::pci::{CAN_FRAME_LEN, MAX_SINGLE_FRAME_LEN};
+use telltale_obd::legacy::{self, Protocol as LegacyProtocol};
+use telltale_obd::{CanId, EcuId};
 
+use super::bus::{self, VehicleBus};
 use super::command::{self, Command, HeaderArg, MAX_LINE_LEN, Protocol};
 use super::format::{self, LineFormat};
 use crate::vehicle::{EcuInfo, Reply, Vehicle};
@@ -150,11 +175,16 @@ impl Settings {
 /// One emulated adapter. See the module documentation for its behaviour.
 #[derive(Debug, Clone)]
 pub struct Elm327 {
+    /// The bus of the vehicle it is plugged into: no command changes it.
+    bus: VehicleBus,
     settings: Settings,
     /// `ATSP`'s choice, restored by `ATZ`.
     stored: (Protocol, bool),
     /// The protocol in use after a successful request (search or manual), if any.
     active: Option<Protocol>,
+    /// `ATPC` closed the active protocol's bus: an older bus is opened again (initialised)
+    /// by the next request.
+    closed: bool,
     /// The last executed line, for the empty line that repeats it.
     last: Option<String>,
     lines: VecDeque<String>,
@@ -169,12 +199,19 @@ impl Default for Elm327 {
 }
 
 impl Elm327 {
-    /// An adapter just powered up, protocol automatic.
+    /// An adapter just powered up, protocol automatic, plugged into a CAN vehicle.
     pub fn new() -> Elm327 {
+        Elm327::with_bus(VehicleBus::Can)
+    }
+
+    /// An adapter just powered up, protocol automatic, plugged into a vehicle on `bus`.
+    pub fn with_bus(bus: VehicleBus) -> Elm327 {
         Elm327 {
+            bus,
             settings: Settings::defaults(Protocol::AUTO, true),
             stored: (Protocol::AUTO, true),
             active: None,
+            closed: false,
             last: None,
             lines: VecDeque::new(),
             partial: String::new(),
@@ -366,7 +403,11 @@ impl Elm327 {
                 };
                 out.line(&text);
             }
-            Command::ProtocolClose | Command::Accepted => out.line("OK"),
+            Command::ProtocolClose => {
+                self.closed = true;
+                out.line("OK");
+            }
+            Command::Accepted => out.line("OK"),
             Command::Obd { data, responses } => self.request(&data, responses, ecus, out),
         }
     }
@@ -380,77 +421,158 @@ impl Elm327 {
         out: &mut Printer,
     ) {
         let s = &self.settings;
-        let payload = if s.format.auto_format {
-            if data.len() > MAX_SINGLE_FRAME_LEN {
-                return out.line("?");
-            }
-            Some(data.to_vec())
-        } else if data.len() > CAN_FRAME_LEN {
-            return out.line("?");
+        let too_long = if s.format.auto_format {
+            data.len() > MAX_SINGLE_FRAME_LEN
         } else {
-            // CAF0: the host wrote the whole frame, PCI included.
-            single_frame_payload(data)
+            data.len() > CAN_FRAME_LEN
         };
-        let protocol = match self.active {
-            Some(p) => p,
+        if too_long {
+            return out.line("?");
+        }
+        let (protocol, ready) = match self.active {
+            Some(p) => (p, self.reopen(p, out)),
             None => match self.connect(ecus, out) {
-                Ok(p) => p,
+                Ok(found) => found,
                 Err(condition) => return out.line(condition),
             },
         };
-        let s = &self.settings;
-        if !s.responses {
+        if !self.settings.responses {
             return;
         }
+        let frames = match self.bus.is_legacy(protocol) {
+            Some(_) if data.len() > legacy::MAX_DATA_LEN => return out.line("?"),
+            Some(lp) => self.legacy_frames(lp, data, ecus, ready),
+            None => {
+                let payload = if self.settings.format.auto_format {
+                    Some(data.to_vec())
+                } else {
+                    // CAF0: the host wrote the whole frame, PCI included.
+                    single_frame_payload(data)
+                };
+                self.can_frames(protocol, payload, ecus)
+            }
+        };
+        self.print_frames(&frames, responses, ready, out);
+    }
+
+    /// What the vehicle's CAN ECUs send for `payload` (none when it is not one), with their
+    /// arrival times.
+    fn can_frames(
+        &self,
+        protocol: Protocol,
+        payload: Option<Vec<u8>>,
+        ecus: &mut impl Ecus,
+    ) -> Vec<RxFrame> {
+        let s = &self.settings;
         let extended = protocol == Protocol::CAN_29_500;
         let target = request_id(s.header, s.priority, extended);
         let functional = target == FUNCTIONAL_REQUEST_11BIT || target == FUNCTIONAL_REQUEST_29BIT;
         let mut frames = Vec::new();
-        if let Some(payload) = payload {
-            let listening: Vec<usize> = ecus
-                .ecus()
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| e.request_id.is_extended() == extended)
-                .filter(|(_, e)| {
-                    e.request_id == target || (functional && e.functional_id == target)
-                })
-                .map(|(i, _)| i)
-                .collect();
-            for ecu in listening {
-                let Some(info) = ecus.ecus().get(ecu) else {
+        let Some(payload) = payload else {
+            return frames;
+        };
+        let listening: Vec<usize> = ecus
+            .ecus()
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.request_id.is_extended() == extended)
+            .filter(|(_, e)| e.request_id == target || (functional && e.functional_id == target))
+            .map(|(i, _)| i)
+            .collect();
+        for ecu in listening {
+            let Some(info) = ecus.ecus().get(ecu) else {
+                continue;
+            };
+            let id = info.response_id;
+            // The request reaches the ECU whatever the filter; only its answer is hidden.
+            let shown = self.passes_filter(id);
+            for reply in ecus.handle(ecu, &payload, functional) {
+                if !shown {
+                    continue;
+                }
+                let Some(segments) = format::segment(&reply.payload) else {
+                    tracing::warn!(
+                        ecu = %id,
+                        len = reply.payload.len(),
+                        "answer cannot be carried by ISO-TP; dropped"
+                    );
                     continue;
                 };
-                let id = info.response_id;
-                for reply in ecus.handle(ecu, &payload, functional) {
-                    let Some(segments) = format::segment(&reply.payload) else {
-                        tracing::warn!(
-                            ecu = %id,
-                            len = reply.payload.len(),
-                            "answer cannot be carried by ISO-TP; dropped"
-                        );
-                        continue;
-                    };
-                    let pending = is_response_pending(&reply.payload);
-                    for (k, data) in segments.into_iter().enumerate() {
-                        let gap = CONSECUTIVE_FRAME_GAP * u32::try_from(k).unwrap_or(u32::MAX);
-                        frames.push(RxFrame {
-                            at: reply.delay.saturating_add(gap),
-                            id,
-                            data,
-                            pending,
-                        });
-                    }
+                let pending = is_response_pending(&reply.payload);
+                for (k, data) in segments.into_iter().enumerate() {
+                    let gap = CONSECUTIVE_FRAME_GAP * u32::try_from(k).unwrap_or(u32::MAX);
+                    frames.push(RxFrame {
+                        at: reply.delay.saturating_add(gap),
+                        from: EcuId::Can(id),
+                        lines: format::frame_lines(id, &data, s.format),
+                        pending,
+                    });
                 }
             }
         }
-        frames.retain(|f| self.passes_filter(f.id));
         frames.sort_by_key(|f| f.at);
-        self.print_frames(&frames, responses, out);
+        frames
     }
 
-    /// Prints the frames that arrive before the adapter stops listening.
-    fn print_frames(&self, frames: &[RxFrame], responses: Option<u8>, out: &mut Printer) {
+    /// What the vehicle's ECUs on an older bus send for `data`, the bus having been ready at
+    /// `ready`: every ECU the header addresses answers, each answer in its messages.
+    fn legacy_frames(
+        &self,
+        protocol: LegacyProtocol,
+        data: &[u8],
+        ecus: &mut impl Ecus,
+        ready: Duration,
+    ) -> Vec<RxFrame> {
+        let s = &self.settings;
+        let mut frames = Vec::new();
+        if !bus::answered(data) {
+            return frames;
+        }
+        let everyone = protocol.functional_target();
+        // The middle byte of the three-byte header is the target (`ATSH 68 6A F1`);
+        // `ATSH xyz` is `00 0x yz`.
+        let target = match s.header {
+            None => everyone,
+            Some(HeaderArg::Long(header)) => header.to_be_bytes()[2],
+            Some(HeaderArg::Short(id)) => id.to_be_bytes()[0],
+        };
+        let functional = target == everyone;
+        let addresses: Vec<u8> = ecus
+            .ecus()
+            .iter()
+            .enumerate()
+            .map(|(i, info)| bus::source_address(info, i))
+            .collect();
+        let gap = bus::message_gap(protocol);
+        for (ecu, address) in addresses.into_iter().enumerate() {
+            if !functional && address != target {
+                continue;
+            }
+            for (delay, messages) in bus::answer(ecus, ecu, data, functional) {
+                for (k, message) in messages.into_iter().enumerate() {
+                    let after = gap * u32::try_from(k).unwrap_or(u32::MAX);
+                    frames.push(RxFrame {
+                        at: ready.saturating_add(delay).saturating_add(after),
+                        from: EcuId::Node(address),
+                        lines: vec![format::legacy_line(protocol, address, &message, s.format)],
+                        pending: is_response_pending(&message),
+                    });
+                }
+            }
+        }
+        frames.sort_by_key(|f| f.at);
+        frames
+    }
+
+    /// Prints the frames that arrive before the adapter stops listening, counting its
+    /// timeout from `ready` (when the request went out).
+    fn print_frames(
+        &self,
+        frames: &[RxFrame],
+        responses: Option<u8>,
+        ready: Duration,
+        out: &mut Printer,
+    ) {
         let s = &self.settings;
         let timeout = TIMEOUT_UNIT * u32::from(s.timeout);
         let gap = match s.adaptive {
@@ -460,24 +582,24 @@ impl Elm327 {
         };
         // Until this time the adapter listens, whatever else arrives: an ECU said "response
         // pending" and has not answered yet.
-        let mut pending: Vec<(CanId, Duration)> = Vec::new();
-        let mut deadline = timeout;
+        let mut pending: Vec<(EcuId, Duration)> = Vec::new();
+        let mut deadline = ready + timeout;
         let mut printed = 0usize;
         for frame in frames {
             if frame.at > deadline {
                 break;
             }
             out.at(frame.at);
-            for line in format::frame_lines(frame.id, &frame.data, s.format) {
-                out.line(&line);
+            for line in &frame.lines {
+                out.line(line);
             }
             printed += 1;
             if responses.is_some_and(|n| printed >= usize::from(n)) {
                 return;
             }
-            pending.retain(|(id, _)| *id != frame.id);
+            pending.retain(|(from, _)| *from != frame.from);
             if frame.pending {
-                pending.push((frame.id, frame.at + RESPONSE_PENDING_WAIT));
+                pending.push((frame.from, frame.at + RESPONSE_PENDING_WAIT));
             }
             let waiting = pending.iter().map(|(_, until)| *until).max();
             deadline = waiting.unwrap_or_default().max(frame.at + gap);
@@ -494,45 +616,106 @@ impl Elm327 {
             .is_none_or(|(filter, mask)| id.raw() & mask == filter & mask)
     }
 
-    /// Opens the configured protocol: a search in automatic mode.
-    fn connect(&mut self, ecus: &impl Ecus, out: &mut Printer) -> Result<Protocol, &'static str> {
+    /// Opens the active protocol's bus again after `ATPC`, if it is an older bus that needs
+    /// it: when it is ready. Quiet in automatic mode, as during a search.
+    fn reopen(&mut self, active: Protocol, out: &mut Printer) -> Duration {
+        let closed = std::mem::take(&mut self.closed);
+        match self.bus.is_legacy(active) {
+            Some(lp) if closed && self.settings.protocol_auto => {
+                let ready = bus::open_time(lp);
+                out.at(ready);
+                ready
+            }
+            Some(lp) if closed => open_by_hand(lp, out),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Opens the configured protocol (a search in automatic mode): the protocol, and when
+    /// the bus was ready for the request.
+    fn connect(
+        &mut self,
+        ecus: &impl Ecus,
+        out: &mut Printer,
+    ) -> Result<(Protocol, Duration), &'static str> {
         let s = &self.settings;
         let has = |extended: bool| {
             ecus.ecus()
                 .iter()
                 .any(|e| e.request_id.is_extended() == extended)
         };
-        let reaches = |p: Protocol| match p {
-            Protocol::CAN_11_500 => has(false),
-            Protocol::CAN_29_500 => has(true),
-            _ => false,
+        let reaches = |p: Protocol| match (self.bus, p) {
+            (VehicleBus::Can, Protocol::CAN_11_500) => has(false),
+            (VehicleBus::Can, Protocol::CAN_29_500) => has(true),
+            (VehicleBus::Can, _) => false,
+            (VehicleBus::Legacy(lp), p) => lp.elm_number() == p.0,
         };
-        let found = if s.protocol_auto {
-            out.line("SEARCHING...");
-            [s.protocol, Protocol::CAN_11_500, Protocol::CAN_29_500]
-                .into_iter()
-                .find(|p| reaches(*p))
-                .ok_or("UNABLE TO CONNECT")?
-        } else if reaches(s.protocol) {
-            s.protocol
-        } else {
-            return Err(match s.protocol.0 {
-                1 | 2 => "NO DATA",
-                3..=5 => "BUS INIT: ...ERROR",
-                _ => "CAN ERROR",
-            });
+        let (found, ready) = match (s.protocol_auto, self.bus) {
+            (true, VehicleBus::Can) => {
+                out.line("SEARCHING...");
+                let found = [s.protocol, Protocol::CAN_11_500, Protocol::CAN_29_500]
+                    .into_iter()
+                    .find(|p| reaches(*p))
+                    .ok_or("UNABLE TO CONNECT")?;
+                (found, Duration::ZERO)
+            }
+            (true, VehicleBus::Legacy(lp)) => {
+                out.line("SEARCHING...");
+                bus::search(s.protocol, lp)
+            }
+            (false, _) if reaches(s.protocol) => {
+                let ready = match self.bus.is_legacy(s.protocol) {
+                    Some(lp) => open_by_hand(lp, out),
+                    None => Duration::ZERO,
+                };
+                (s.protocol, ready)
+            }
+            (false, _) => {
+                let (time, text) = bus::failure(s.protocol);
+                if matches!(s.protocol.0, 3..=5) {
+                    bus_init_progress(s.protocol.0 != 5, time, out);
+                }
+                out.at(time);
+                return Err(text);
+            }
         };
+        out.at(ready);
         self.active = Some(found);
-        Ok(found)
+        self.closed = false;
+        Ok((found, ready))
     }
 }
 
-/// A frame from an ECU on the bus, at its arrival time after the request.
+/// `BUS INIT: ` and, for a 5-baud initialisation, the three dots as it runs, over `time`;
+/// the caller ends the line with `OK` or `ERROR`.
+fn bus_init_progress(slow: bool, time: Duration, out: &mut Printer) {
+    out.text("BUS INIT: ");
+    if slow {
+        for dot in 1..=3u32 {
+            out.at(time * dot / 4);
+            out.text(".");
+        }
+    }
+    out.at(time);
+}
+
+/// Opens an older bus set by hand: protocols 3–5 report their initialisation.
+fn open_by_hand(protocol: LegacyProtocol, out: &mut Printer) -> Duration {
+    let time = bus::open_time(protocol);
+    if protocol.needs_bus_init() {
+        bus_init_progress(time >= bus::SLOW_INIT, time, out);
+        out.line("OK");
+    }
+    time
+}
+
+/// A frame (a message, on the older buses) from an ECU, at its arrival time after the
+/// request, as the adapter prints it.
 #[derive(Debug)]
 struct RxFrame {
     at: Duration,
-    id: CanId,
-    data: Vec<u8>,
+    from: EcuId,
+    lines: Vec<String>,
     /// Part of a `7F xx 78` answer.
     pending: bool,
 }
@@ -589,7 +772,8 @@ fn read_voltage(ecus: &mut impl Ecus) -> Option<f64> {
 #[derive(Debug)]
 struct Printer {
     echo: String,
-    lines: Vec<(Duration, String)>,
+    /// Text, when it is printed, and whether a line ending follows it.
+    pieces: Vec<(Duration, String, bool)>,
     now: Duration,
 }
 
@@ -597,7 +781,7 @@ impl Printer {
     fn new(echo: String) -> Printer {
         Printer {
             echo,
-            lines: Vec::new(),
+            pieces: Vec::new(),
             now: Duration::ZERO,
         }
     }
@@ -607,8 +791,14 @@ impl Printer {
         self.now = self.now.max(at);
     }
 
+    /// A whole line (or the end of one begun with [`Printer::text`]).
     fn line(&mut self, line: &str) {
-        self.lines.push((self.now, line.to_owned()));
+        self.pieces.push((self.now, line.to_owned(), true));
+    }
+
+    /// Part of a line, its end to come.
+    fn text(&mut self, text: &str) {
+        self.pieces.push((self.now, text.to_owned(), false));
     }
 
     /// The chunks, ending with the closing empty line and the prompt.
@@ -624,9 +814,11 @@ impl Printer {
                 text: text.to_owned(),
             }),
         };
-        for (at, line) in &self.lines {
-            push(*at, line);
-            push(*at, eol);
+        for (at, text, ends) in &self.pieces {
+            push(*at, text);
+            if *ends {
+                push(*at, eol);
+            }
         }
         push(self.now, eol);
         push(self.now, ">");

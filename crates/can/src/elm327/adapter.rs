@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use telltale_obd::elm327::{
-    Condition, Elm327Error, INIT_SEQUENCE, IdWidth, ParseOptions, Reply, ReplyBuffer, parse_reply,
+    Bus, Condition, Elm327Error, INIT_SEQUENCE, IdWidth, ParseOptions, Reply, ReplyBuffer,
+    parse_reply,
 };
 use telltale_obd::service::Request;
 use telltale_obd::{CanId, EcuId};
@@ -220,7 +221,7 @@ impl<S: AdapterStream> Adapter<S> {
             .command(&line, self.opts.elm327.command_timeout, Mode::Normal)
             .await?;
         let messages = match reply {
-            Reply::Messages(m) => m,
+            Reply::Messages { messages, .. } => messages,
             Reply::NoData => {
                 return Err(Failure::Final(DiagError::NoResponse {
                     target,
@@ -242,7 +243,7 @@ impl<S: AdapterStream> Adapter<S> {
         let mut failures = Vec::new();
         let mut pending = Vec::new();
         for m in messages {
-            let ecu = m.header.map_or(fallback, EcuId::Can);
+            let ecu = m.header.unwrap_or(fallback);
             if !target.includes(ecu) {
                 tracing::debug!(%ecu, "answer from another ECU to a physical request; ignored");
                 continue;
@@ -352,7 +353,7 @@ impl<S: AdapterStream> Adapter<S> {
             command: cmd.to_owned(),
             echo: false,
             headers: true,
-            id_width: self.width,
+            bus: Bus::Can(self.width),
         };
         let expects_banner =
             cmd.eq_ignore_ascii_case("ATZ\r") || cmd.eq_ignore_ascii_case("ATWS\r");
@@ -387,7 +388,9 @@ impl<S: AdapterStream> Adapter<S> {
                     format!("the adapter reset itself (printed {:?})", text.trim()),
                 ));
             }
-            match parse_reply(&text, &opts) {
+            // As before the parser kept good lines beside bad ones: a reply with an
+            // unreadable line fails whole. (Taking the readable rest is the rewrite's call.)
+            match parse_reply(&text, &opts).and_then(whole) {
                 Ok(reply) => return Ok(reply),
                 Err(_) if skip_errors => continue,
                 // The probe runs before the id width is known: any data will do.
@@ -502,5 +505,13 @@ fn init_error(cmd: &str, f: Failure) -> DiagError {
             "initialisation failed at {}: {why}",
             cmd.trim_end()
         )),
+    }
+}
+
+/// The reply, or its first unreadable line's error.
+fn whole(reply: Reply) -> Result<Reply, Elm327Error> {
+    match reply {
+        Reply::Messages { mut errors, .. } if !errors.is_empty() => Err(errors.swap_remove(0)),
+        reply => Ok(reply),
     }
 }
