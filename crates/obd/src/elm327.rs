@@ -198,12 +198,7 @@ impl IdWidth {
     /// 29-bit. `None` for the non-CAN protocols 1–5 and the user-defined CAN protocols B and C,
     /// whose width depends on `ATPB`.
     pub fn from_protocol_number(answer: &str) -> Option<IdWidth> {
-        let answer = answer.trim();
-        let number = answer
-            .strip_prefix(['A', 'a'])
-            .filter(|n| !n.is_empty())
-            .unwrap_or(answer);
-        match number {
+        match protocol_digit(answer) {
             "6" | "8" => Some(IdWidth::Bits11),
             "7" | "9" | "A" | "a" => Some(IdWidth::Bits29),
             _ => None,
@@ -226,6 +221,16 @@ impl fmt::Display for IdWidth {
             IdWidth::Bits29 => "29-bit",
         })
     }
+}
+
+/// The protocol digit of an `ATDPN` answer: `A6` (found by automatic search) and `6` are both
+/// `6`; a lone `A` is protocol A (SAE J1939).
+fn protocol_digit(answer: &str) -> &str {
+    let answer = answer.trim();
+    answer
+        .strip_prefix(['A', 'a'])
+        .filter(|n| !n.is_empty())
+        .unwrap_or(answer)
 }
 
 /// The bus the adapter talks to the vehicle on: what a data line with headers looks like and
@@ -251,11 +256,7 @@ impl Bus {
     /// [`IdWidth::from_protocol_number`] says. `None` for B and C (user-defined CAN, whose
     /// width depends on `ATPB`) and anything else.
     pub fn from_protocol_number(answer: &str) -> Option<Bus> {
-        let answer = answer.trim();
-        let number = answer
-            .strip_prefix(['A', 'a'])
-            .filter(|n| !n.is_empty())
-            .unwrap_or(answer);
+        let number = protocol_digit(answer);
         match number {
             "1" | "2" | "3" | "4" | "5" => number
                 .parse()

@@ -54,6 +54,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::service::{Response, ServiceError};
+
 /// Most data bytes one OBD message carries on these buses (SAE J1979).
 pub const MAX_DATA_LEN: usize = 7;
 /// Bytes of header.
@@ -283,14 +285,15 @@ pub enum FrameError {
 }
 
 /// Why a CAN-shaped answer could not be cut into messages.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SplitError {
     #[error("empty answer")]
     Empty,
     #[error("answer 0x{sid:02X} is {len} bytes; on these buses it must fit one 7-byte message")]
     TooLong { sid: u8, len: usize },
-    #[error("DTC count byte says {count} codes but {bytes} bytes of codes follow")]
-    DtcCount { count: u8, bytes: usize },
+    /// A DTC list that does not decode (its count byte disagrees with its codes).
+    #[error(transparent)]
+    Dtcs(#[from] ServiceError),
     #[error("service 0x09 answer without an infotype")]
     NoInfotype,
     #[error("service 0x09 infotype 0x{infotype:02X}: {len} data bytes, expected {expected}")]
@@ -358,7 +361,7 @@ pub enum JoinError {
 pub fn split(payload: &[u8]) -> Result<Vec<Vec<u8>>, SplitError> {
     let (&sid, rest) = payload.split_first().ok_or(SplitError::Empty)?;
     if DTC_SIDS.contains(&sid) {
-        return split_dtcs(sid, rest);
+        return split_dtcs(payload);
     }
     if sid == VEHICLE_INFO_SID {
         return split_vehicle_info(rest);
@@ -372,25 +375,19 @@ pub fn split(payload: &[u8]) -> Result<Vec<Vec<u8>>, SplitError> {
     Ok(vec![payload.to_vec()])
 }
 
-fn split_dtcs(sid: u8, rest: &[u8]) -> Result<Vec<Vec<u8>>, SplitError> {
-    let codes = if rest.len() % 2 == 1 {
-        let (&count, listed) = rest.split_first().ok_or(SplitError::Empty)?;
-        let mismatch = SplitError::DtcCount {
-            count,
-            bytes: listed.len(),
-        };
-        let (codes, padding) = listed
-            .split_at_checked(usize::from(count) * 2)
-            .ok_or(mismatch.clone())?;
-        if padding.iter().any(|&b| b != 0) {
-            return Err(mismatch);
-        }
-        codes
-    } else {
-        rest
+/// A DTC list, with or without its count byte (the service parser decides, by length), as
+/// messages of three slots.
+fn split_dtcs(payload: &[u8]) -> Result<Vec<Vec<u8>>, SplitError> {
+    let (sid, dtcs) = match Response::parse(payload)? {
+        Response::Dtcs { service, dtcs } => (service + 0x40, dtcs),
+        // Not reached: the SID is a DTC service's.
+        _ => return Err(SplitError::Empty),
     };
-    let (pairs, _) = codes.as_chunks::<2>();
-    let pairs: Vec<[u8; 2]> = pairs.iter().copied().filter(|p| *p != [0, 0]).collect();
+    let pairs: Vec<[u8; 2]> = dtcs
+        .iter()
+        .map(|d| d.to_bytes())
+        .filter(|p| *p != [0, 0])
+        .collect();
     if pairs.is_empty() {
         // No codes: one message of empty slots.
         let mut message = vec![sid];

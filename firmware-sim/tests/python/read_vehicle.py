@@ -39,7 +39,10 @@ def main():
         "supported": sorted(c.name for c in connection.supported_commands),
     }
     if connection.is_connected():
-        vin = connection.query(obd.commands.VIN)
+        # Forced: on the older buses python-OBD 0.7.3 reads the 09 00 bitmap one byte off
+        # (it keeps the message-number byte `49 00 01` carries there), so it may think the
+        # VIN unsupported. On CAN it is supported anyway.
+        vin = connection.query(obd.commands.VIN, force=True)
         # The message as reassembled (python-OBD pads it to the 22 bytes it expects).
         result["vin_raw"] = bytes(vin.messages[0].data).hex() if vin.messages else None
         result["vin"] = None if vin.is_null() else (

@@ -261,7 +261,10 @@ fn dtc_lists_split_into_three_slots_per_message() {
     );
     assert_eq!(
         split(&bytes("43 02 01 33")),
-        Err(SplitError::DtcCount { count: 2, bytes: 2 })
+        Err(SplitError::Dtcs(crate::service::ServiceError::DtcCount {
+            count: 2,
+            bytes: 2
+        }))
     );
 }
 

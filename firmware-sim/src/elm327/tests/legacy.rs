@@ -125,6 +125,91 @@ fn exact_transcripts_in_each_protocol() {
     }
 }
 
+/// Stored codes: the engine first says "response pending" (7F 03 78), then sends five codes
+/// in two messages 1.5 s later; the transmission has none (one message of empty slots).
+const STORED: [(P, &str, [u64; 5]); 5] = [
+    (
+        P::J1850Pwm,
+        "41 6B 10 7F 03 78 F9 \r41 6B 18 43 00 00 00 00 00 00 34 \r\
+         41 6B 10 43 01 33 04 20 03 00 8B \r41 6B 10 43 01 71 C1 00 00 00 56 \r\r>",
+        [5, 25, 1500, 1504, 1604],
+    ),
+    (
+        P::J1850Vpw,
+        "48 6B 10 7F 03 78 B5 \r48 6B 18 43 00 00 00 00 00 00 72 \r\
+         48 6B 10 43 01 33 04 20 03 00 CD \r48 6B 10 43 01 71 C1 00 00 00 10 \r\r>",
+        [5, 25, 1500, 1512, 1612],
+    ),
+    (
+        P::Iso9141,
+        "48 6B 10 7F 03 78 BD \r48 6B 18 43 00 00 00 00 00 00 0E \r\
+         48 6B 10 43 01 33 04 20 03 00 61 \r48 6B 10 43 01 71 C1 00 00 00 39 \r\r>",
+        [5, 25, 1500, 1540, 1640],
+    ),
+    (
+        P::Kwp5Baud,
+        "83 F1 10 7F 03 78 7E \r87 F1 18 43 00 00 00 00 00 00 D3 \r\
+         87 F1 10 43 01 33 04 20 03 00 26 \r87 F1 10 43 01 71 C1 00 00 00 FE \r\r>",
+        [5, 25, 1500, 1540, 1640],
+    ),
+    (
+        P::KwpFast,
+        "83 F1 10 7F 03 78 7E \r87 F1 18 43 00 00 00 00 00 00 D3 \r\
+         87 F1 10 43 01 33 04 20 03 00 26 \r87 F1 10 43 01 71 C1 00 00 00 FE \r\r>",
+        [5, 25, 1500, 1540, 1640],
+    ),
+];
+
+#[test]
+fn stored_codes_after_response_pending_in_each_protocol() {
+    for (protocol, want, at) in STORED {
+        let (mut elm, mut car) = adapter(protocol);
+        car.answers.insert(
+            (0, hex("03")),
+            vec![
+                super::reply(5, &[0x7F, 0x03, 0x78]),
+                super::reply(
+                    1500,
+                    &[
+                        0x43, 0x05, 0x01, 0x33, 0x04, 0x20, 0x03, 0x00, 0x01, 0x71, 0xC1, 0x00,
+                    ],
+                ),
+            ],
+        );
+        let n = protocol.elm_number();
+        set(&mut elm, &mut car, &["ATE0", "ATH1", &format!("ATSP{n}")]);
+        // Open the bus first, so the transcript below is the codes alone.
+        text(&mut elm, &mut car, "0100");
+        let out = send(&mut elm, &mut car, "03");
+        assert_eq!(out.text(), want, "{protocol}");
+        // The pending answer keeps the adapter listening past its timeout.
+        assert_eq!(times(&out), at.map(ms), "{protocol}");
+        let opts = ParseOptions {
+            headers: true,
+            bus: Bus::Legacy(protocol),
+            ..ParseOptions::new("03")
+        };
+        let node = |address, payload: &[u8]| parser::Message {
+            header: Some(EcuId::Node(address)),
+            payload: payload.to_vec(),
+        };
+        assert_eq!(
+            parser::parse_reply(out.text().trim_end_matches('>'), &opts),
+            Ok(parser::Reply::messages(vec![
+                node(0x10, &[0x7F, 0x03, 0x78]),
+                node(
+                    0x10,
+                    &[
+                        0x43, 0x01, 0x33, 0x04, 0x20, 0x03, 0x00, 0x01, 0x71, 0xC1, 0x00
+                    ]
+                ),
+                node(0x18, &[0x43]),
+            ])),
+            "{protocol}"
+        );
+    }
+}
+
 #[test]
 fn automatic_search_finds_each_bus_quietly() {
     for (protocol, r0100, _) in TRANSCRIPTS {
