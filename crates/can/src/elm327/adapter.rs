@@ -1,14 +1,14 @@
 //! The task side of the ELM327 client: owns the byte stream, runs commands with timeouts,
 //! initialises the adapter and recovers from its resets and refusals.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use telltale_obd::elm327::{
     Bus, Condition, Elm327Error, INIT_SEQUENCE, IdWidth, ParseOptions, Reply, ReplyBuffer,
     parse_reply,
 };
+use telltale_obd::legacy::FrameError;
 use telltale_obd::service::Request;
 use telltale_obd::{CanId, EcuId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -50,8 +50,10 @@ pub(super) struct Adapter<S> {
     pub(super) io: S,
     pub(super) buf: ReplyBuffer,
     pub(super) opts: ClientOptions,
-    width: IdWidth,
-    extended: Arc<AtomicBool>,
+    /// The vehicle's bus, as `ATDPN` said (11-bit CAN until then).
+    bus: Bus,
+    /// The same, for the client handles.
+    shared_bus: Arc<Mutex<Bus>>,
     /// The `ATSH` header in force (`None` after a reset: the adapter's default, functional).
     header: Option<String>,
     name: String,
@@ -66,7 +68,7 @@ impl<S: AdapterStream> Adapter<S> {
     pub(super) fn new(
         io: S,
         opts: ClientOptions,
-        extended: Arc<AtomicBool>,
+        shared_bus: Arc<Mutex<Bus>>,
         name: &str,
         troubles: TroubleLog,
         line: Option<LineSpeed>,
@@ -75,8 +77,8 @@ impl<S: AdapterStream> Adapter<S> {
             io,
             buf: ReplyBuffer::new(),
             opts,
-            width: IdWidth::Bits11,
-            extended,
+            bus: Bus::default(),
+            shared_bus,
             header: None,
             name: name.to_owned(),
             troubles,
@@ -85,7 +87,8 @@ impl<S: AdapterStream> Adapter<S> {
         }
     }
 
-    /// Resets and configures the adapter, finds the vehicle's protocol and id width.
+    /// Resets and configures the adapter, finds the vehicle's bus: CAN with 11- or 29-bit ids,
+    /// or one of the older buses (SAE J1850, ISO 9141-2, ISO 14230-4).
     pub(super) async fn init(&mut self) -> Result<(), DiagError> {
         self.drain().await?;
         self.header = None;
@@ -133,16 +136,21 @@ impl<S: AdapterStream> Adapter<S> {
                 "ATDPN answered {dpn:?}, not a protocol number"
             )));
         };
-        self.width = IdWidth::from_protocol_number(&number).ok_or_else(|| {
+        self.bus = Bus::from_protocol_number(&number).ok_or_else(|| {
             DiagError::Adapter(format!(
-                "the vehicle uses protocol {} (ATDPN), which is not ISO 15765-4 CAN; only CAN \
-                 is supported",
+                "the vehicle uses protocol {} (ATDPN), a user-defined CAN protocol (B or C) \
+                 whose layout depends on the adapter's programmable parameters; set the \
+                 protocol explicitly (ATSP 6 to 9) if this is an OBD-II vehicle on CAN",
                 number.trim()
             ))
         })?;
-        self.extended
-            .store(self.width == IdWidth::Bits29, Ordering::Relaxed);
-        tracing::info!(protocol = %number.trim(), width = %self.width, "ELM327 adapter ready");
+        *self.shared_bus.lock().unwrap_or_else(|e| e.into_inner()) = self.bus;
+        tracing::info!(
+            protocol = %number.trim(),
+            bus = %self.bus,
+            adapter = self.version.as_deref().unwrap_or("?"),
+            "ELM327 adapter ready"
+        );
         Ok(())
     }
 
@@ -221,7 +229,13 @@ impl<S: AdapterStream> Adapter<S> {
             .command(&line, self.opts.elm327.command_timeout, Mode::Normal)
             .await?;
         let messages = match reply {
-            Reply::Messages { messages, .. } => messages,
+            Reply::Messages { messages, errors } => {
+                // Lines that could not be read are counted; the rest of the reply is used.
+                for e in &errors {
+                    self.troubles.record(line_trouble(e), &self.name, e);
+                }
+                messages
+            }
             Reply::NoData => {
                 return Err(Failure::Final(DiagError::NoResponse {
                     target,
@@ -288,17 +302,26 @@ impl<S: AdapterStream> Adapter<S> {
         }
     }
 
-    /// `ATSH` for the target, when it is not the header in force.
+    /// `ATSH` for the target, when it is not the header in force. On the older buses OBD
+    /// requests always go out with the adapter's default functional header; one ECU's answer
+    /// is picked from the replies by its source address.
     async fn set_header(&mut self, target: Target) -> Result<(), Failure> {
-        let id = match (target, self.width) {
-            (Target::Functional, IdWidth::Bits11) => CanId::Standard(0x7DF),
-            (Target::Functional, IdWidth::Bits29) => CanId::Extended(0x18DB_33F1),
-            (Target::Physical(ch), _) => ch.request,
-            (Target::Node(address), _) => {
+        let id = match (target, self.bus) {
+            (Target::Functional | Target::Node(_), Bus::Legacy(_)) => return Ok(()),
+            (Target::Physical(ch), Bus::Legacy(p)) => {
                 return Err(Failure::Final(DiagError::BadRequest(format!(
-                    "ECU {address:02X} is on a non-CAN bus; this adapter talks CAN"
+                    "ECU {} is a CAN id; this vehicle's bus is {p}",
+                    ch.response
                 ))));
             }
+            (Target::Node(address), Bus::Can(_)) => {
+                return Err(Failure::Final(DiagError::BadRequest(format!(
+                    "ECU {address:02X} is an address on the older buses; this vehicle's bus is CAN"
+                ))));
+            }
+            (Target::Functional, Bus::Can(IdWidth::Bits11)) => CanId::Standard(0x7DF),
+            (Target::Functional, Bus::Can(IdWidth::Bits29)) => CanId::Extended(0x18DB_33F1),
+            (Target::Physical(ch), Bus::Can(_)) => ch.request,
         };
         // 11-bit: three digits. 29-bit: the low three bytes; the priority byte stays the
         // adapter's default 18 (ATCP), which is what OBD uses.
@@ -353,7 +376,7 @@ impl<S: AdapterStream> Adapter<S> {
             command: cmd.to_owned(),
             echo: false,
             headers: true,
-            bus: Bus::Can(self.width),
+            bus: self.bus,
         };
         let expects_banner =
             cmd.eq_ignore_ascii_case("ATZ\r") || cmd.eq_ignore_ascii_case("ATWS\r");
@@ -388,9 +411,7 @@ impl<S: AdapterStream> Adapter<S> {
                     format!("the adapter reset itself (printed {:?})", text.trim()),
                 ));
             }
-            // As before the parser kept good lines beside bad ones: a reply with an
-            // unreadable line fails whole. (Taking the readable rest is the rewrite's call.)
-            match parse_reply(&text, &opts).and_then(whole) {
+            match parse_reply(&text, &opts) {
                 Ok(reply) => return Ok(reply),
                 Err(_) if skip_errors => continue,
                 // The probe runs before the id width is known: any data will do.
@@ -508,10 +529,18 @@ fn init_error(cmd: &str, f: Failure) -> DiagError {
     }
 }
 
-/// The reply, or its first unreadable line's error.
-fn whole(reply: Reply) -> Result<Reply, Elm327Error> {
-    match reply {
-        Reply::Messages { mut errors, .. } if !errors.is_empty() => Err(errors.swap_remove(0)),
-        reply => Ok(reply),
+/// The kind of one unreadable line of an otherwise usable reply.
+fn line_trouble(e: &Elm327Error) -> Trouble {
+    match e {
+        Elm327Error::LegacyLine {
+            source: FrameError::CheckByte { .. },
+            ..
+        } => Trouble::BadCheckByte,
+        Elm327Error::Flagged { condition, .. } => {
+            Trouble::of_condition(*condition).unwrap_or(Trouble::AdapterOther)
+        }
+        Elm327Error::IsoTp { .. } => Trouble::Transport,
+        Elm327Error::DamagedAnswer { .. } | Elm327Error::LegacyJoin { .. } => Trouble::Undecodable,
+        _ => Trouble::AdapterGarbled,
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! Initialisation: [`INIT_SEQUENCE`](telltale_obd::elm327::INIT_SEQUENCE) (`ATZ`, `ATE0`,
 //! `ATL0`, `ATS0`, `ATH1`, `ATSP<protocol>`), a probe `0100` (which runs the protocol search
-//! under `ATSP0`), then `ATDPN` to learn 11- or 29-bit ids. Requests set the header with
+//! under `ATSP0`), then `ATDPN` to learn the bus (below). On CAN, requests set the header with
 //! `ATSH` (functional `7DF`/`DB33F1`, or the ECU's physical request id) only when it changes.
 //!
 //! Line speed ([`line`]): on a serial port, `elm327:PATH@BAUD:FAST_BAUD` asks the adapter to
@@ -19,15 +19,20 @@
 //! the command timeout, the client re-runs the initialisation and retries the request once;
 //! a second failure is a [`DiagError::Adapter`] saying what happened. A closed port is final.
 //!
-//! What it does not do: non-CAN protocols (J1850, ISO 9141, KWP: the client refuses them at
-//! initialisation), multi-frame requests (the ELM327 cannot send them), monitoring (`ATMA`).
+//! Buses: ISO 15765-4 CAN (11- and 29-bit ids) and the older ones, SAE J1850 PWM and VPW, ISO
+//! 9141-2 and ISO 14230-4 KWP2000 (5-baud and fast init), as `ATDPN` reports them. On the older
+//! buses requests go out functionally (as OBD requests there do), one PID at a time (J1979 has
+//! no multi-PID requests there), and [`Target::Node`] picks one ECU's answer by source address.
+//!
+//! What it does not do: multi-frame requests (the ELM327 cannot send them), monitoring
+//! (`ATMA`), SAE J1939 and the user-defined CAN protocols B and C.
 
 mod adapter;
 pub mod line;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
+use telltale_obd::elm327::{Bus, IdWidth};
 use telltale_obd::service::Request;
 use tokio::sync::{mpsc, oneshot};
 
@@ -47,7 +52,7 @@ struct Job {
 #[derive(Debug, Clone)]
 pub struct Elm327Client {
     jobs: mpsc::Sender<Job>,
-    extended: Arc<AtomicBool>,
+    bus: Arc<Mutex<Bus>>,
     name: Arc<str>,
     troubles: TroubleLog,
 }
@@ -93,12 +98,12 @@ impl Elm327Client {
         opts: &ClientOptions,
         line: Option<LineSpeed>,
     ) -> Result<Elm327Client, DiagError> {
-        let extended = Arc::new(AtomicBool::new(false));
+        let bus = Arc::new(Mutex::new(Bus::default()));
         let troubles = TroubleLog::default();
         let mut adapter = adapter::Adapter::new(
             stream,
             opts.clone(),
-            extended.clone(),
+            bus.clone(),
             name,
             troubles.clone(),
             line,
@@ -115,7 +120,7 @@ impl Elm327Client {
         });
         Ok(Elm327Client {
             jobs,
-            extended,
+            bus,
             name: name.into(),
             troubles,
         })
@@ -164,9 +169,14 @@ impl Elm327Client {
         answer.await.map_err(|_| DiagError::Closed)?
     }
 
-    /// Whether the vehicle talks 29-bit CAN (as `ATDPN` said).
+    /// The vehicle's bus, as `ATDPN` said at initialisation.
+    pub fn bus(&self) -> Bus {
+        *self.bus.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the vehicle talks 29-bit CAN.
     pub fn uses_extended_ids(&self) -> bool {
-        self.extended.load(Ordering::Relaxed)
+        self.bus() == Bus::Can(IdWidth::Bits29)
     }
 
     /// `elm327:/dev/ttyUSB0` or `elm327+tcp:HOST:PORT`, for logs.
@@ -174,9 +184,9 @@ impl Elm327Client {
         &self.name
     }
 
-    /// Whether the vehicle's bus is CAN (ISO 15765-4), as `ATDPN` said.
+    /// Whether the vehicle's bus is CAN (ISO 15765-4).
     pub fn is_can(&self) -> bool {
-        true
+        matches!(self.bus(), Bus::Can(_))
     }
 
     /// The answers this client could not use, by kind.
