@@ -37,8 +37,9 @@ fn pid_answer(pid: u8) -> Vec<u8> {
 
 /// The engine ECU's answer: PID 00 says 05, 0C, 0D, 0F and 11 are supported; speed comes
 /// without its data byte whenever it is asked together with other PIDs; the stored codes come
-/// without a count byte (P0420 and P0143); pending, none; everything else is refused.
-fn answer(req: &[u8]) -> Vec<u8> {
+/// without a count byte (P0420 and P0143); the pending code P0300 comes with a count byte that
+/// says two on every other poll (`damaged`), which cannot be read; everything else is refused.
+fn engine_answer(req: &[u8], damaged: bool) -> Vec<u8> {
     match req {
         [0x01, 0x00] => vec![0x41, 0x00, 0x08, 0x1A, 0x80, 0x00],
         [0x01, pids @ ..] => {
@@ -53,16 +54,29 @@ fn answer(req: &[u8]) -> Vec<u8> {
             out
         }
         [0x03] => vec![0x43, 0x04, 0x20, 0x01, 0x43],
+        [0x07] if damaged => vec![0x47, 0x02, 0x03, 0x00],
+        [0x07] => vec![0x47, 0x01, 0x03, 0x00],
+        [sid, ..] => vec![0x7F, *sid, 0x11],
+        [] => Vec::new(),
+    }
+}
+
+/// The transmission: PID 00 with nothing but its bitmap, no codes.
+fn transmission_answer(req: &[u8]) -> Vec<u8> {
+    match req {
+        [0x01, 0x00] => vec![0x41, 0x00, 0x00, 0x00, 0x00, 0x00],
+        [0x03] => vec![0x43, 0x00],
         [0x07] => vec![0x47, 0x00],
         [sid, ..] => vec![0x7F, *sid, 0x11],
         [] => Vec::new(),
     }
 }
 
-/// Serves `answer` on the engine's physical ids and the functional id; logs every request.
-fn engine(bus: &VirtualBus) -> Arc<Mutex<Vec<Vec<u8>>>> {
-    let Some(ch) = Channel::obd_11bit(0) else {
-        panic!("ECU 0 has a channel")
+/// Serves ECU `index` (0 engine, 1 transmission) on its physical ids and the functional id;
+/// logs every request. The engine's pending list is damaged on every other 07.
+fn ecu(bus: &VirtualBus, index: u8) -> Arc<Mutex<Vec<Vec<u8>>>> {
+    let Some(ch) = Channel::obd_11bit(index) else {
+        panic!("ECU {index} has a channel")
     };
     let addrs = IsoTpAddresses {
         tx: ch.response,
@@ -73,9 +87,18 @@ fn engine(bus: &VirtualBus) -> Arc<Mutex<Vec<Vec<u8>>>> {
     let log = Arc::new(Mutex::new(Vec::new()));
     let seen = log.clone();
     tokio::spawn(async move {
+        let mut pending_polls = 0;
         while let Ok(req) = sock.recv().await {
             seen.lock().expect("log").push(req.payload.clone());
-            if sock.send(&answer(&req.payload)).await.is_err() {
+            let answer = if index == 0 {
+                if req.payload == [0x07] {
+                    pending_polls += 1;
+                }
+                engine_answer(&req.payload, pending_polls % 2 == 0)
+            } else {
+                transmission_answer(&req.payload)
+            };
+            if sock.send(&answer).await.is_err() {
                 break;
             }
         }
@@ -105,9 +128,10 @@ fn config() -> VehicleConfig {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_damaged_pid_costs_only_itself_and_is_asked_alone_afterwards() {
+async fn damaged_answers_lose_only_the_damaged_part_and_clear_nothing() {
     let bus = VirtualBus::new("damaged");
-    let requests = engine(&bus);
+    let requests = ecu(&bus, 0);
+    let _transmission = ecu(&bus, 1);
     let client = DiagClient::Can(CanClient::new(bus.node(), ClientOptions::default()));
     let (out_tx, mut out) = mpsc::channel(64);
     let (_req_tx, req_rx) = mpsc::channel(4);
@@ -176,25 +200,44 @@ async fn a_damaged_pid_costs_only_itself_and_is_asked_alone_afterwards() {
     }
     assert!(polls[1..].iter().any(|r| r == &&vec![0x01, 0x0D]));
 
-    // The stored codes without a count byte are read exactly.
-    let report = messages
+    // The stored codes without a count byte are read exactly; the pending P0300 is there
+    // from the first report on and never reported cleared, though every other pending answer
+    // could not be read.
+    let reports: Vec<&v1::DtcReport> = messages
         .iter()
-        .find_map(|m| match m {
+        .filter_map(|m| match m {
             Message::Dtc(d) => Some(d),
             _ => None,
         })
-        .expect("a DTC report");
-    let codes: Vec<&str> = report.ecus[0]
+        .collect();
+    let engine = |r: &v1::DtcReport| r.ecus.iter().find(|e| e.ecu_can_id == 0x7E8).cloned();
+    let Some(first) = reports.first().and_then(|r| engine(r)) else {
+        panic!("no DTC report with the engine: {reports:?}")
+    };
+    let codes: Vec<(&str, i32)> = first
         .current
         .iter()
-        .map(|d| d.code.as_str())
+        .map(|d| (d.code.as_str(), d.kind))
         .collect();
-    assert_eq!(codes, ["P0143", "P0420"]);
-
-    // Counted by kind: one damaged PID (the first round), nothing else.
-    let counts = state.borrow().unusable_answers.clone();
+    let stored = v1::DtcKind::Stored as i32;
+    let pending = v1::DtcKind::Pending as i32;
     assert_eq!(
-        counts.into_iter().collect::<Vec<_>>(),
-        vec![("damaged_pid".to_owned(), 1)]
+        codes,
+        [("P0143", stored), ("P0420", stored), ("P0300", pending)]
     );
+    for r in &reports {
+        for e in &r.ecus {
+            assert!(e.cleared.is_empty(), "a code reported cleared: {r:?}");
+        }
+    }
+    assert_eq!(reports.len(), 1, "only the start-up report: {reports:?}");
+
+    // Counted by kind: one damaged PID (the first round), and the damaged pending lists.
+    let counts = state.borrow().unusable_answers.clone();
+    assert_eq!(counts.get("damaged_pid"), Some(&1), "{counts:?}");
+    assert!(
+        counts.get("dtc_count").is_some_and(|&n| n >= 1),
+        "{counts:?}"
+    );
+    assert_eq!(counts.len(), 2, "{counts:?}");
 }

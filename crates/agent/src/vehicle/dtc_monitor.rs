@@ -92,20 +92,34 @@ impl DtcMonitor {
     }
 
     /// Reads every list now: per answering ECU, its current codes.
+    ///
+    /// Silence is not a clear: a list an ECU did not answer this time (its answer was damaged,
+    /// or only the other ECUs answered) keeps that ECU's codes of that kind from the previous
+    /// report. Services 07 and 0A may be unsupported altogether (0A came with CAN, many older
+    /// cars lack it): silence to them skips the kind; silence to 03 fails the poll.
     pub(crate) async fn read_sets(
         &mut self,
         link: &mut Link,
         discovery: &Discovery,
     ) -> Result<DtcSets, DiagError> {
         let mut sets: DtcSets = BTreeMap::new();
+        let mut answered: HashSet<(EcuId, i32)> = HashSet::new();
         for (kind, wire) in [
             (DtcKind::Stored, v1::DtcKind::Stored),
             (DtcKind::Pending, v1::DtcKind::Pending),
             (DtcKind::Permanent, v1::DtcKind::Permanent),
         ] {
-            let answers = link.request(Target::Functional, &kind.request()).await?;
+            let answers = match link.request(Target::Functional, &kind.request()).await {
+                Ok(answers) => answers,
+                Err(e) if e.is_silence() && kind != DtcKind::Stored => {
+                    tracing::debug!(?kind, "no ECU answers this DTC service");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             for a in answers {
                 if let Response::Dtcs { dtcs, .. } = a.response {
+                    answered.insert((a.ecu, wire as i32));
                     let list = sets.entry(a.ecu).or_default();
                     list.extend(dtcs.iter().map(|d| v1::Dtc {
                         code: d.to_string(),
@@ -126,7 +140,10 @@ impl DtcMonitor {
                     continue;
                 }
                 match self.read_uds(link, channel).await {
-                    Ok(Some(list)) => sets.entry(e.ecu).or_default().extend(list),
+                    Ok(Some(list)) => {
+                        answered.insert((e.ecu, v1::DtcKind::Uds as i32));
+                        sets.entry(e.ecu).or_default().extend(list);
+                    }
                     Ok(None) => {
                         tracing::info!(ecu = %e.ecu, "ECU refuses UDS 19 02; not asked again until the next discovery");
                         self.uds_refused.insert(e.ecu);
@@ -136,6 +153,19 @@ impl DtcMonitor {
                         self.uds_refused.insert(e.ecu);
                     }
                     Err(err) => return Err(err),
+                }
+            }
+        }
+        if let Some(previous) = &self.previous {
+            for (ecu, codes) in previous {
+                let unanswered: Vec<v1::Dtc> = codes
+                    .iter()
+                    .filter(|c| !answered.contains(&(*ecu, c.kind)))
+                    .cloned()
+                    .collect();
+                if !unanswered.is_empty() && discovery.ecu(*ecu).is_some() {
+                    tracing::debug!(%ecu, kept = unanswered.len(), "no usable answer from this ECU; its codes are kept, not cleared");
+                    sets.entry(*ecu).or_default().extend(unanswered);
                 }
             }
         }
