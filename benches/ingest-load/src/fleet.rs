@@ -167,6 +167,7 @@ impl Fleet {
             }],
             link: "sim:load".into(),
             agent_version: "telltale-load".into(),
+            bus: "ISO 15765-4 CAN 11-bit".into(),
             schedule: SIGNALS
                 .iter()
                 .map(|s| v1::SignalPeriod {

@@ -271,7 +271,7 @@ impl Bus {
 impl fmt::Display for Bus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Bus::Can(width) => write!(f, "CAN {width}"),
+            Bus::Can(width) => write!(f, "ISO 15765-4 CAN {width}"),
             Bus::Legacy(protocol) => protocol.fmt(f),
         }
     }

@@ -840,6 +840,7 @@ async fn info_updates_vehicle_and_device(db: Db) {
             }],
             link: "socketcan:can0".into(),
             agent_version: "0.1.0".into(),
+            bus: "ISO 15765-4 CAN 11-bit".into(),
             schedule: Vec::new(),
         }),
     };

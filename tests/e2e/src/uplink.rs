@@ -107,6 +107,7 @@ impl Car {
             vin: self.vin.clone(),
             link: "sim:test".into(),
             agent_version: "test".into(),
+            bus: "ISO 15765-4 CAN 11-bit".into(),
             ..v1::VehicleInfo::default()
         }
         .encode_to_vec()

@@ -44,8 +44,10 @@ impl DiscoveredEcu {
 pub struct Discovery {
     /// `None` when no ECU gave one (older cars, or not on this ECU's addressing).
     pub vin: Option<String>,
-    /// In CAN id order.
+    /// In id order.
     pub ecus: Vec<DiscoveredEcu>,
+    /// The diagnostic bus the ECUs were found on (`ISO 9141-2`, `ISO 15765-4 CAN 11-bit`).
+    pub bus: String,
 }
 
 impl Discovery {
@@ -76,6 +78,7 @@ impl Discovery {
                 })
                 .collect(),
             link: link.to_owned(),
+            bus: self.bus.clone(),
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
             schedule: schedule
                 .iter()
@@ -127,7 +130,11 @@ pub(crate) async fn discover(link: &mut Link) -> Result<Discovery, DiagError> {
         read_identity(link, e).await;
     }
     ecus.sort_by_key(|e| e.ecu);
-    Ok(Discovery { vin, ecus })
+    Ok(Discovery {
+        vin,
+        ecus,
+        bus: link.bus().to_string(),
+    })
 }
 
 /// Follows an ECU's chain of supported-PID bitmaps (`01 20`, `01 40`, ...).

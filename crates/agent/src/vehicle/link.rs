@@ -81,6 +81,11 @@ impl Link {
         &self.state
     }
 
+    /// The vehicle's bus.
+    pub(crate) fn bus(&self) -> telltale_obd::elm327::Bus {
+        self.client.bus()
+    }
+
     /// After a discovery (maybe another car): every PID may share a request again.
     pub(crate) fn forget_damage(&mut self) {
         self.alone.clear();

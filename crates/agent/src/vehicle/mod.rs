@@ -119,8 +119,10 @@ pub struct VehicleState {
     /// False while the ECUs do not answer (ignition off, unplugged).
     pub awake: bool,
     pub vin: Option<String>,
-    /// Response ids of the ECUs found (`7E8`).
+    /// The ECUs found: response ids on CAN (`7E8`), source addresses on the older buses (`10`).
     pub ecus: Vec<String>,
+    /// The vehicle's diagnostic bus (`ISO 9141-2`, `ISO 15765-4 CAN 11-bit`).
+    pub bus: Option<String>,
     /// `up`, `asleep` or the last link error in words.
     pub link_state: String,
     pub requests_sent: u64,

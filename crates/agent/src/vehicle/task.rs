@@ -151,6 +151,7 @@ impl Task {
                     s.awake = true;
                     s.vin = found.vin.clone();
                     s.ecus = found.ecus.iter().map(|e| e.ecu.to_string()).collect();
+                    s.bus = Some(found.bus.clone());
                     s.link_state = "up".to_owned();
                 });
                 self.discovery = Some(found);

@@ -25,7 +25,7 @@ pub mod trouble;
 use std::fmt;
 use std::time::Duration;
 
-use telltale_obd::elm327::Condition;
+use telltale_obd::elm327::{Bus, Condition, IdWidth};
 use telltale_obd::isotp::addressing::Channel;
 use telltale_obd::service::{DamagedPid, Request, Response, ServiceError};
 use telltale_obd::{EcuId, isotp, pid};
@@ -254,6 +254,15 @@ impl DiagClient {
         match self {
             DiagClient::Can(c) => c.options().extended_ids,
             DiagClient::Elm327(c) => c.uses_extended_ids(),
+        }
+    }
+
+    /// The vehicle's bus: as configured on a CAN link, as `ATDPN` said through an ELM327.
+    pub fn bus(&self) -> Bus {
+        match self {
+            DiagClient::Can(c) if c.options().extended_ids => Bus::Can(IdWidth::Bits29),
+            DiagClient::Can(_) => Bus::Can(IdWidth::Bits11),
+            DiagClient::Elm327(c) => c.bus(),
         }
     }
 
