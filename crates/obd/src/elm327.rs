@@ -1514,7 +1514,7 @@ mod tests {
             assert_eq!(Bus::from_protocol_number(answer), want, "{answer:?}");
         }
         assert_eq!(Bus::Legacy(P::Iso9141).to_string(), "ISO 9141-2");
-        assert_eq!(Bus::default().to_string(), "CAN 11-bit");
+        assert_eq!(Bus::default().to_string(), "ISO 15765-4 CAN 11-bit");
     }
 
     // Two ECUs answering 01 00, in each protocol (LTOBD2 on J1850, a capture on KWP).
