@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use firmware_sim::elm327::{VehicleBus, serve_elm327_pty, serve_elm327_tcp};
+use firmware_sim::elm327::{Elm327, Quirks, VehicleBus, serve_elm327_pty, serve_elm327_tcp};
 use firmware_sim::fleet::{build_fleet, serve_fleet};
 use firmware_sim::pty::Pty;
 use firmware_sim::serve::{lock, serve_can};
@@ -74,6 +74,10 @@ enum Command {
         /// (protocols 1 to 5) that every ECU of the vehicle is then on.
         #[arg(long, env = "FIRMWARE_SIM_ELM327_PROTOCOL", value_enum, default_value_t = BusArg::Can)]
         protocol: BusArg,
+        /// Behave like a clone rather than the genuine chip (repeat for several):
+        /// stuck-echo, no-spaces, slow-reset, no-brd.
+        #[arg(long = "quirk", value_enum)]
+        quirks: Vec<QuirkArg>,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -108,6 +112,29 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+}
+
+/// `--quirk`: one way a clone differs from the data sheet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum QuirkArg {
+    /// `ATE0` answers `OK` but the echo stays on.
+    StuckEcho,
+    /// Bytes are printed without spaces whatever `ATS1` says.
+    NoSpaces,
+    /// `ATZ` takes 1.5 s.
+    SlowReset,
+    /// `AT BRD` (a faster serial rate) is not implemented.
+    NoBrd,
+}
+
+fn quirks(args: &[QuirkArg]) -> Quirks {
+    let has = |q| args.contains(&q);
+    Quirks {
+        stuck_echo: has(QuirkArg::StuckEcho),
+        no_spaces: has(QuirkArg::NoSpaces),
+        slow_reset: has(QuirkArg::SlowReset),
+        no_brd: has(QuirkArg::NoBrd),
+    }
 }
 
 /// `--protocol`: the vehicle's bus, by the names people know them by.
@@ -208,11 +235,14 @@ async fn main() -> anyhow::Result<()> {
             tcp,
             pty_link,
             protocol,
+            quirks: quirk_args,
             run,
         } => {
             let vehicle = new_vehicle(&run.scenario()?, &format!("{tcp:?} {pty_link:?}"));
             let bus = VehicleBus::from(protocol);
-            tracing::info!(bus = ?bus, "the vehicle's bus");
+            let quirks = quirks(&quirk_args);
+            tracing::info!(bus = ?bus, ?quirks, "the vehicle's bus and the adapter's quirks");
+            let adapter = Elm327::with_bus(bus).with_quirks(quirks);
             let stop = shutdown(run.duration()?);
             match (tcp, pty_link) {
                 (Some(addr), _) => {
@@ -220,9 +250,9 @@ async fn main() -> anyhow::Result<()> {
                         .await
                         .with_context(|| format!("cannot listen on {addr}"))?;
                     tracing::info!(%addr, "ELM327 adapter listening");
-                    Ok(serve_elm327_tcp(listener, vehicle, bus, stop).await?)
+                    Ok(serve_elm327_tcp(listener, vehicle, adapter, stop).await?)
                 }
-                (None, Some(link)) => Ok(serve_elm327_pty(&link, vehicle, bus, stop).await?),
+                (None, Some(link)) => Ok(serve_elm327_pty(&link, vehicle, adapter, stop).await?),
                 (None, None) => bail!("give --tcp ADDR or --pty-link PATH"),
             }
         }

@@ -19,7 +19,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use firmware_sim::elm327::{VehicleBus, serve_elm327_pty, serve_elm327_tcp};
+use firmware_sim::elm327::{Elm327, VehicleBus, serve_elm327_pty, serve_elm327_tcp};
 use firmware_sim::{Vehicle, load_scenario};
 use serde_json::Value;
 use telltale_obd::dtc::parse_dtc_list;
@@ -305,7 +305,7 @@ async fn python_obd_reads_vin_live_data_and_dtcs() {
     let pty_server = tokio::spawn({
         let vehicle = vehicle.clone();
         let link = link.clone();
-        async move { serve_elm327_pty(&link, vehicle, VehicleBus::Can, stopped).await }
+        async move { serve_elm327_pty(&link, vehicle, Elm327::with_bus(VehicleBus::Can), stopped).await }
     });
     for _ in 0..100 {
         if link.exists() {
@@ -348,7 +348,12 @@ async fn read_over_tcp(
         .expect("a local port");
     let addr = listener.local_addr().expect("the local address");
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(serve_elm327_tcp(listener, vehicle, bus, stopped));
+    let server = tokio::spawn(serve_elm327_tcp(
+        listener,
+        vehicle,
+        Elm327::with_bus(bus),
+        stopped,
+    ));
     let got = read_with_python_obd(python, &format!("socket://{addr}"), log).await;
     stop.send(()).expect("the TCP server is running");
     server

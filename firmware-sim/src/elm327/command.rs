@@ -117,6 +117,8 @@ pub enum Command {
     Filter(u32),
     /// `ATCM hhh` / `ATCM hhhhhhhh`: the CAN receive mask.
     Mask(u32),
+    /// `AT BRD hh`: try the serial rate 4 000 000 / hh baud (see `session`).
+    BaudRateDivisor(u8),
     /// Recognised commands that change nothing we emulate (`ATM0`, `ATCFC1`, `ATFE`, ...):
     /// answered with `OK`.
     Accepted,
@@ -215,6 +217,11 @@ fn parse_at(at: &str) -> Command {
     const TABLE: &[(&str, ArgParser)] = &[
         ("@1", |a| a.is_empty().then_some(Command::Description)),
         ("@2", |a| a.is_empty().then_some(Command::Identifier)),
+        ("BRD", |a| {
+            hex(a, 2)
+                .and_then(|d| u8::try_from(d).ok())
+                .map(Command::BaudRateDivisor)
+        }),
         ("CAF", |a| bit(a).map(Command::AutoFormat)),
         ("CFC", |a| bit(a).map(|_| Command::Accepted)),
         ("CRA", |a| {

@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 pub use bus::VehicleBus;
-pub use session::{Ecus, Elm327, Output};
+pub use session::{Ecus, Elm327, Output, Quirks};
 
 use crate::pty::{Pty, PtyError};
 use crate::vehicle::Vehicle;
@@ -40,23 +40,21 @@ use crate::vehicle::Vehicle;
 /// Size of one read from the host; lines are short, so this bounds the queued input too.
 const READ_CHUNK: usize = 512;
 
-/// Serves one host on `stream` with a freshly powered-up adapter, plugged into `vehicle` on
-/// `bus`, until the host closes it.
+/// Serves one host on `stream` with `adapter` (freshly powered up: [`Elm327::with_bus`], with
+/// a clone's [`Quirks`] if wanted), plugged into `vehicle`, until the host closes it.
 pub async fn serve_elm327<S>(
     stream: S,
     vehicle: Arc<Mutex<Vehicle>>,
-    bus: VehicleBus,
+    mut adapter: Elm327,
 ) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite,
 {
-    let mut adapter = Elm327::with_bus(bus);
     run(stream, &mut adapter, &vehicle, Instant::now()).await
 }
 
-/// Serves the adapter, plugged into `vehicle` on `bus`, on TCP, as a Wi-Fi dongle does: one
-/// host at a time. A host that
-/// connects while another is served is accepted and closed at once (a clear failure rather
+/// Serves `adapter`, plugged into `vehicle`, on TCP, as a Wi-Fi dongle does: one host at a
+/// time. A host that connects while another is served is accepted and closed at once (a clear failure rather
 /// than a connection that never answers). Like a real dongle, the adapter keeps its settings
 /// from one connection to the next (hosts send `ATZ` first). Returns when `shutdown`
 /// completes, dropping the connection in progress; an error only if accepting fails for
@@ -64,11 +62,10 @@ where
 pub async fn serve_elm327_tcp(
     listener: TcpListener,
     vehicle: Arc<Mutex<Vehicle>>,
-    bus: VehicleBus,
+    mut adapter: Elm327,
     shutdown: impl Future,
 ) -> io::Result<()> {
     let start = Instant::now();
-    let mut adapter = Elm327::with_bus(bus);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -115,21 +112,20 @@ pub enum PtyServeError {
     Io(#[from] io::Error),
 }
 
-/// Serves the adapter, plugged into `vehicle` on `bus`, on a new pseudo-terminal, reachable
-/// at the symlink `link`, until
+/// Serves `adapter`, plugged into `vehicle`, on a new pseudo-terminal, reachable at the
+/// symlink `link`, until
 /// `shutdown` completes; the symlink is removed then. Hosts may open and close the
 /// terminal any number of times; the adapter keeps its state between them, as a USB
 /// adapter that stays plugged in does.
 pub async fn serve_elm327_pty(
     link: &Path,
     vehicle: Arc<Mutex<Vehicle>>,
-    bus: VehicleBus,
+    mut adapter: Elm327,
     shutdown: impl Future,
 ) -> Result<(), PtyServeError> {
     let pty = Pty::open()?;
     let _link = pty.link(link)?;
     tracing::info!(link = %link.display(), device = %pty.slave_path().display(), "ELM327 adapter on pty");
-    let mut adapter = Elm327::with_bus(bus);
     tokio::select! {
         _ = shutdown => Ok(()),
         result = run(pty, &mut adapter, &vehicle, Instant::now()) => Ok(result?),
@@ -207,6 +203,24 @@ where
         if stopped {
             let text = adapter.interrupt();
             stream.write_all(text.as_bytes()).await?;
+            stream.flush().await?;
+        }
+        if let Some(window) = output.awaits_confirmation {
+            let confirmed = match tokio::time::timeout(window, stream.read(&mut buf)).await {
+                Ok(Ok(0)) => return Ok(()),
+                Ok(Ok(n)) => buf.first() == Some(&b'\r') && n >= 1,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => false,
+            };
+            let rest = adapter.confirm_baud(confirmed);
+            if confirmed {
+                tracing::info!(divisor = ?adapter.baud_divisor(), "AT BRD: the host confirmed the new rate");
+            } else {
+                tracing::info!("AT BRD: no confirmation from the host; back at the old rate");
+            }
+            for chunk in rest.chunks {
+                stream.write_all(chunk.text.as_bytes()).await?;
+            }
             stream.flush().await?;
         }
     }

@@ -46,9 +46,15 @@
 //! - An OBD request can be interrupted by any character from the host ([`Elm327::interrupt`]
 //!   prints `STOPPED`; the interrupting character is discarded, as on the chip). AT commands
 //!   cannot.
+//! - `AT BRD hh` (a faster serial rate): `OK` with no prompt, the id string after 75 ms, then
+//!   the rate is kept when the host's carriage return comes within 75 ms ([`Output`]'s
+//!   `awaits_confirmation`, [`Elm327::confirm_baud`]); `ATZ` drops it, `ATWS` keeps it. The
+//!   pty and TCP servers have no line speed: the handshake is what is emulated.
+//! - Clones ([`Quirks`]): an echo that `ATE0` does not turn off, no spaces whatever `ATS1`
+//!   says, a 1.5 s `ATZ`, no `AT BRD`.
 //! - Not emulated: monitoring (`ATMA`, `ATMR`, `ATMT`), the older buses' own settings
 //!   (`ATSW`, `ATWM`, `ATIIA`, `ATSR`, `ATFI`, `ATSI`, `ATKW`), programmable parameters,
-//!   baud-rate switching (`ATBRD`), low power (`ATLP`) and sending multi-frame requests:
+//!   `AT BRT`, low power (`ATLP`) and sending multi-frame requests:
 //!   all answered with `?`, as an adapter that lacks them would. On the older buses the
 //!   answer header is always the functional one (`48 6B src`), physical addressing or not.
 
@@ -71,6 +77,11 @@ pub const VERSION: &str = "ELM327 v1.5";
 pub const DESCRIPTION: &str = "OBDII to RS232 Interpreter";
 /// How long `ATZ` takes before the banner (the chip needs most of a second to restart).
 pub const RESET_TIME: Duration = Duration::from_millis(500);
+/// How long `ATZ` takes on the clones that are slow to restart ([`Quirks::slow_reset`]).
+pub const SLOW_RESET_TIME: Duration = Duration::from_millis(1500);
+/// How long `AT BRD` waits at the new rate before printing the id, and then for the host's
+/// carriage return (`AT BRT` default, 75 ms).
+pub const BRD_WINDOW: Duration = Duration::from_millis(75);
 /// How long `ATWS` takes.
 pub const WARM_START_TIME: Duration = Duration::from_millis(50);
 /// One `ATST` unit.
@@ -123,12 +134,30 @@ pub struct Chunk {
     pub text: String,
 }
 
-/// Everything the adapter prints for one command; the last chunk ends with the prompt.
+/// Everything the adapter prints for one command; the last chunk ends with the prompt, except
+/// in the middle of the `AT BRD` handshake.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
     pub chunks: Vec<Chunk>,
     /// A byte from the host before the last chunk stops the command (OBD requests).
     pub interruptible: bool,
+    /// `AT BRD`: after the chunks, the adapter waits this long for the host's carriage return
+    /// at the new rate; [`Elm327::confirm_baud`] then says what follows.
+    pub awaits_confirmation: Option<Duration>,
+}
+
+/// Ways the clones people buy differ from the data sheet. None by default: a genuine chip.
+/// Each can be switched on alone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quirks {
+    /// `ATE0` answers `OK`, but every command is still echoed.
+    pub stuck_echo: bool,
+    /// Bytes are printed without spaces whatever `ATS1` says.
+    pub no_spaces: bool,
+    /// `ATZ` takes [`SLOW_RESET_TIME`].
+    pub slow_reset: bool,
+    /// `AT BRD` is not implemented: answered `?`.
+    pub no_brd: bool,
 }
 
 impl Output {
@@ -177,6 +206,11 @@ impl Settings {
 pub struct Elm327 {
     /// The bus of the vehicle it is plugged into: no command changes it.
     bus: VehicleBus,
+    quirks: Quirks,
+    /// The serial rate divisor in force (`AT BRD`; `None`: the power-up rate) and one proposed
+    /// and waiting for the host's confirmation.
+    divisor: Option<u8>,
+    proposed: Option<u8>,
     settings: Settings,
     /// `ATSP`'s choice, restored by `ATZ`.
     stored: (Protocol, bool),
@@ -204,10 +238,54 @@ impl Elm327 {
         Elm327::with_bus(VehicleBus::Can)
     }
 
+    /// The same adapter with a clone's `quirks`.
+    pub fn with_quirks(mut self, quirks: Quirks) -> Elm327 {
+        self.quirks = quirks;
+        self.apply_quirks();
+        self
+    }
+
+    /// The serial rate divisor agreed with `AT BRD`, if any (`ATZ` forgets it, `ATWS` keeps
+    /// it, as on the chip). The simulator's pty has no line speed; this is what a real
+    /// adapter would now run at.
+    pub fn baud_divisor(&self) -> Option<u8> {
+        self.divisor
+    }
+
+    /// Settings a clone keeps whatever it is told.
+    fn apply_quirks(&mut self) {
+        if self.quirks.stuck_echo {
+            self.settings.echo = true;
+        }
+        if self.quirks.no_spaces {
+            self.settings.format.spaces = false;
+        }
+    }
+
+    /// The end of the `AT BRD` handshake: whether the host's carriage return came at the new
+    /// rate in time. Confirmed, the rate is kept and `OK` printed; otherwise the old one is
+    /// back and only the prompt follows.
+    pub fn confirm_baud(&mut self, confirmed: bool) -> Output {
+        let proposed = self.proposed.take();
+        let mut out = Printer::new(String::new());
+        if confirmed && proposed.is_some() {
+            self.divisor = proposed;
+            out.line("OK");
+        }
+        Output {
+            chunks: out.finish(self.eol()),
+            interruptible: false,
+            awaits_confirmation: None,
+        }
+    }
+
     /// An adapter just powered up, protocol automatic, plugged into a vehicle on `bus`.
     pub fn with_bus(bus: VehicleBus) -> Elm327 {
         Elm327 {
             bus,
+            quirks: Quirks::default(),
+            divisor: None,
+            proposed: None,
             settings: Settings::defaults(Protocol::AUTO, true),
             stored: (Protocol::AUTO, true),
             active: None,
@@ -299,11 +377,18 @@ impl Elm327 {
                             text: format!("{echo}>"),
                         }],
                         interruptible: false,
+                        awaits_confirmation: None,
                     };
                 }
             }
         } else if command != Command::Unknown {
             self.last = Some(line.to_owned());
+        }
+        if let Command::BaudRateDivisor(divisor) = command
+            && divisor != 0
+            && !self.quirks.no_brd
+        {
+            return self.propose_baud(echo, divisor);
         }
         let mut out = Printer::new(echo);
         let interruptible = matches!(command, Command::Obd { .. });
@@ -311,21 +396,50 @@ impl Elm327 {
         Output {
             chunks: out.finish(self.eol()),
             interruptible,
+            awaits_confirmation: None,
+        }
+    }
+
+    /// `AT BRD hh` (data sheet, "Using Higher RS232 Baud Rates"): `OK` at the old rate with no
+    /// prompt, then, at the new rate after [`BRD_WINDOW`], the id string; then the adapter
+    /// waits [`BRD_WINDOW`] for the host's carriage return ([`Elm327::confirm_baud`]).
+    fn propose_baud(&mut self, echo: String, divisor: u8) -> Output {
+        self.proposed = Some(divisor);
+        let eol = self.eol();
+        Output {
+            chunks: vec![
+                Chunk {
+                    at: Duration::ZERO,
+                    text: format!("{echo}OK{eol}"),
+                },
+                Chunk {
+                    at: BRD_WINDOW,
+                    text: format!("{VERSION}{eol}"),
+                },
+            ],
+            interruptible: false,
+            awaits_confirmation: Some(BRD_WINDOW),
         }
     }
 
     fn run(&mut self, command: Command, ecus: &mut impl Ecus, out: &mut Printer) {
         let s = &mut self.settings;
         match command {
-            Command::Repeat | Command::Unknown => out.line("?"),
+            // AT BRD reaches here only when this adapter lacks it (or for divisor 00).
+            Command::Repeat | Command::Unknown | Command::BaudRateDivisor(_) => out.line("?"),
             Command::Reset | Command::WarmStart => {
-                let time = if command == Command::Reset {
-                    RESET_TIME
-                } else {
-                    WARM_START_TIME
+                let time = match command {
+                    Command::Reset if self.quirks.slow_reset => SLOW_RESET_TIME,
+                    Command::Reset => RESET_TIME,
+                    _ => WARM_START_TIME,
                 };
+                if command == Command::Reset {
+                    // A full reset drops the rate agreed with AT BRD; a warm start keeps it.
+                    self.divisor = None;
+                }
                 let (protocol, auto) = self.stored;
                 self.settings = Settings::defaults(protocol, auto);
+                self.apply_quirks();
                 self.active = None;
                 self.last = None;
                 out.at(time);
@@ -336,6 +450,7 @@ impl Elm327 {
             Command::Defaults => {
                 let (protocol, auto) = self.stored;
                 self.settings = Settings::defaults(protocol, auto);
+                self.apply_quirks();
                 self.active = None;
                 out.line("OK");
             }
@@ -348,9 +463,9 @@ impl Elm327 {
             }
             Command::Ignition => out.line("ON"),
             Command::CanStatus => out.line("T:00 R:00"),
-            Command::Echo(on) => ok(&mut s.echo, on, out),
+            Command::Echo(on) => ok(&mut s.echo, on || self.quirks.stuck_echo, out),
             Command::Linefeeds(on) => ok(&mut s.linefeeds, on, out),
-            Command::Spaces(on) => ok(&mut s.format.spaces, on, out),
+            Command::Spaces(on) => ok(&mut s.format.spaces, on && !self.quirks.no_spaces, out),
             Command::Headers(on) => ok(&mut s.format.headers, on, out),
             Command::ShowDlc(on) => ok(&mut s.format.dlc, on, out),
             Command::AutoFormat(on) => ok(&mut s.format.auto_format, on, out),

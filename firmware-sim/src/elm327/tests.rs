@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::session::{Ecus, Elm327, Output};
 use crate::vehicle::{EcuInfo, Reply};
 
+mod clones;
 mod legacy;
 
 const VIN: &[u8] = b"1FMCU9GD4KUA37218";

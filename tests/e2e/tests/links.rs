@@ -146,6 +146,70 @@ fn slcan_usb_adapter_on_a_pty_reads_live_data() {
     assert!(again["vin"].is_string(), "{again}");
 }
 
+/// The simulator as a USB ELM327 on a pty, with a clone's `quirks` (`--quirk` values).
+fn usb_elm327(dir: &std::path::Path, quirks: &[&str]) -> (Running, String) {
+    let link_path = dir.join("obd");
+    let path = link_path.to_str().unwrap().to_owned();
+    let mut args = vec!["elm327", "--pty-link", &path, "--scenario", "misfire"];
+    for q in quirks {
+        args.extend(["--quirk", q]);
+    }
+    let mut sim = Running::start("firmware-sim", &args);
+    wait_for("the ELM327 pty", Duration::from_secs(20), || {
+        sim.assert_running();
+        link_path.exists()
+    });
+    (sim, path)
+}
+
+#[test]
+fn a_usb_elm327_is_raised_to_a_faster_rate_and_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, path) = usb_elm327(dir.path(), &[]);
+    // Power-up 38400 baud, then AT BRD to 115200 (divisor 23: 114285 baud).
+    let link = format!("elm327:{path}@38400:115200");
+    let info = telltale_json(&["scan", "--link", &link, "--json", "info"]);
+    assert!(
+        info["vin"].as_str().is_some_and(vin_check_digit_ok),
+        "{info}"
+    );
+    let pids = telltale_json(&["scan", "--link", &link, "--json", "pids", "0C", "0D"]);
+    let rpm = reading(engine(&pids), "engine_speed");
+    assert!((500.0..7000.0).contains(&rpm), "engine speed {rpm} rpm");
+    let log = sim.log();
+    assert!(log.contains("the host confirmed the new rate"), "{log}");
+}
+
+#[test]
+fn a_clone_with_every_quirk_is_read_as_well() {
+    // Echo that stays on after ATE0, no spaces whatever ATS1 says, a 1.5 s ATZ, and no AT BRD
+    // (asked for anyway: the client stays at the power-up rate).
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, path) = usb_elm327(
+        dir.path(),
+        &["stuck-echo", "no-spaces", "slow-reset", "no-brd"],
+    );
+    let link = format!("elm327:{path}@38400:115200");
+    let info = telltale_json(&["scan", "--link", &link, "--json", "info"]);
+    assert!(
+        info["vin"].as_str().is_some_and(vin_check_digit_ok),
+        "{info}"
+    );
+    let ecus: Vec<&str> = info["ecus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["ecu"].as_str())
+        .collect();
+    assert_eq!(ecus, ["7E8", "7E9"], "{info}");
+    let pids = telltale_json(&["scan", "--link", &link, "--json", "pids", "0C", "0D", "05"]);
+    let rpm = reading(engine(&pids), "engine_speed");
+    assert!((500.0..7000.0).contains(&rpm), "engine speed {rpm} rpm");
+    let dtcs = telltale_json(&["scan", "--link", &link, "--json", "dtcs"]);
+    assert!(engine(&dtcs)["stored"].is_array(), "{dtcs}");
+    assert!(!sim.log().contains("AT BRD:"), "{}", sim.log());
+}
+
 #[test]
 fn a_port_with_nothing_behind_it_is_a_clear_error() {
     let port = free_port();
