@@ -149,7 +149,7 @@ fn slcan_usb_adapter_on_a_pty_reads_live_data() {
 /// The simulator as a USB ELM327 on a pty, with a clone's `quirks` (`--quirk` values).
 fn usb_elm327(dir: &std::path::Path, quirks: &[&str]) -> (Running, String) {
     let link_path = dir.join("obd");
-    let path = link_path.to_str().unwrap().to_owned();
+    let path = link_path.to_str().expect("a UTF-8 path").to_owned();
     let mut args = vec!["elm327", "--pty-link", &path, "--scenario", "misfire"];
     for q in quirks {
         args.extend(["--quirk", q]);
