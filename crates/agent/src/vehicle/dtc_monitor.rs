@@ -263,12 +263,14 @@ impl DtcMonitor {
             let target = discovery.ecu(id).and_then(|e| e.target);
             let supports_01 = discovery.ecu(id).is_some_and(|e| e.samples(0x01));
             let mil_on = match (target, supports_01) {
-                (Some(target), true) => read_mil(link, target).await?,
+                (Some(target), true) => extra(read_mil(link, target).await, "MIL", id),
                 _ => false,
             };
             let has_stored = current.iter().any(|d| d.kind == v1::DtcKind::Stored as i32);
             let freeze_frame = match (target, has_stored) {
-                (Some(target), true) => read_freeze_frame(link, target, 0).await?,
+                (Some(target), true) => {
+                    extra(read_freeze_frame(link, target, 0).await, "freeze frame", id)
+                }
                 _ => None,
             };
             ecus.push(v1::EcuDtcs {
@@ -280,7 +282,10 @@ impl DtcMonitor {
                 freeze_frame,
             });
         }
-        let context = read_context(link, discovery).await?;
+        // The codes are the report; what goes with them (MIL, freeze frame, context) is read
+        // when the car gives it: an ECU without freeze frames or a PID it refuses leaves that
+        // field empty instead of costing the whole report.
+        let context = read_context(link, discovery).await;
         self.previous = Some(sets);
         self.before_sleep = None;
         Ok(v1::DtcReport {
@@ -413,11 +418,17 @@ fn freeze_data(answers: Vec<telltale_can::EcuResponse>) -> Vec<PidData> {
         .collect()
 }
 
+/// The value of a read that goes with the codes, or its empty value when the car did not
+/// give it (logged at debug: an ECU without freeze frames does so on every poll).
+fn extra<T: Default>(read: Result<T, DiagError>, what: &str, ecu: EcuId) -> T {
+    read.unwrap_or_else(|e| {
+        tracing::debug!(%ecu, cause = %e, "{what} not read; reported without it");
+        T::default()
+    })
+}
+
 /// The context PIDs, each from the first ECU that supports it, one request per ECU.
-async fn read_context(
-    link: &mut Link,
-    discovery: &Discovery,
-) -> Result<BTreeMap<u8, f64>, DiagError> {
+async fn read_context(link: &mut Link, discovery: &Discovery) -> BTreeMap<u8, f64> {
     let mut by_ecu: BTreeMap<EcuId, (Target, Vec<u8>)> = BTreeMap::new();
     for pid in CONTEXT_PIDS {
         if let Some(src) = discovery.source_of(pid)
@@ -431,9 +442,9 @@ async fn read_context(
         }
     }
     let mut out = BTreeMap::new();
-    for (_, (target, pids)) in by_ecu {
-        let answers = link.request(target, &Request::CurrentData { pids }).await?;
-        for a in answers {
+    for (ecu, (target, pids)) in by_ecu {
+        let read = link.request(target, &Request::CurrentData { pids }).await;
+        for a in extra(read, "context", ecu) {
             if let Response::CurrentData(data) = a.response {
                 for d in data {
                     if let Some(Value::Number(n)) = d.readings.first().map(|r| &r.value) {
@@ -443,7 +454,7 @@ async fn read_context(
             }
         }
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
