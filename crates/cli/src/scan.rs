@@ -51,7 +51,9 @@ pub(crate) struct ScanArgs {
     /// P2: how long to wait for ECUs to start answering, in ms (ISO 15765-4: 50).
     #[arg(long, default_value_t = 50, env = "TELLTALE_P2_MS")]
     p2_ms: u64,
-    /// ELM327 protocol (ATSP): 0 automatic, 6 CAN 11-bit 500k, 7 CAN 29-bit 500k, 8/9 250k.
+    /// ELM327 protocol (ATSP): 0 automatic search; 1 SAE J1850 PWM, 2 SAE J1850 VPW, 3 ISO
+    /// 9141-2, 4 ISO 14230-4 KWP (5-baud init), 5 KWP (fast init); 6/7 CAN 11/29-bit 500k,
+    /// 8/9 CAN 11/29-bit 250k.
     #[arg(long, default_value = "0")]
     elm_protocol: String,
     #[command(subcommand)]

@@ -188,8 +188,9 @@ impl Default for ClientOptions {
 /// How to talk to an ELM327 adapter.
 #[derive(Debug, Clone)]
 pub struct Elm327Options {
-    /// `ATSP` argument: `0` automatic search (default), `6` ISO 15765-4 11-bit 500 kbit/s,
-    /// `7` 29-bit 500 kbit/s, `8`/`9` the 250 kbit/s variants.
+    /// `ATSP` argument: `0` automatic search (default); `1` SAE J1850 PWM, `2` SAE J1850 VPW,
+    /// `3` ISO 9141-2, `4`/`5` ISO 14230-4 KWP (5-baud / fast init); `6` ISO 15765-4 11-bit
+    /// 500 kbit/s, `7` 29-bit 500 kbit/s, `8`/`9` the 250 kbit/s variants.
     pub protocol: String,
     /// How long one OBD command may take (the first one includes the protocol search, which
     /// takes seconds on a real car).
