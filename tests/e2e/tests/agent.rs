@@ -316,6 +316,25 @@ batch_max_samples = 1
 max_requests_per_second = 50
 [dtc]
 period = "500ms"
+# Six signals ten times a second, one sample a message: the 64 KiB spool fills in seconds.
+[[signals]]
+pid = 0x0C
+period = "100ms"
+[[signals]]
+pid = 0x0D
+period = "100ms"
+[[signals]]
+pid = 0x05
+period = "100ms"
+[[signals]]
+pid = 0x0F
+period = "100ms"
+[[signals]]
+pid = 0x11
+period = "100ms"
+[[signals]]
+pid = 0x04
+period = "100ms"
 "#,
     );
     let _agent = rig.start();
