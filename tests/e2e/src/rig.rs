@@ -30,6 +30,40 @@ pub fn simulator(dir: &Path, scenario: &str, time_scale: &str) -> (Running, Stri
     (sim, format!("slcan:{path}"))
 }
 
+/// `firmware-sim elm327` as a Wi-Fi dongle on a free TCP port, with `args` (`--scenario`,
+/// `--protocol`, `--quirk` ...), and its `elm327+tcp:` link. Ready when its log says it
+/// listens: the emulator serves one host at a time, so a probing connection would itself be a
+/// session the first client could collide with.
+pub fn elm327_dongle(args: &[&str]) -> (Running, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut all = vec!["elm327", "--tcp", &addr];
+    all.extend_from_slice(args);
+    let mut sim = Running::start("firmware-sim", &all);
+    wait_for(
+        "the ELM327 emulator to listen",
+        Duration::from_secs(20),
+        || {
+            sim.assert_running();
+            sim.log().contains("ELM327 adapter listening")
+        },
+    );
+    (sim, format!("elm327+tcp:{addr}"))
+}
+
+/// `firmware-sim elm327` as a USB adapter on a pty at `dir/obd`, with `args`, and the path.
+pub fn elm327_usb(dir: &Path, args: &[&str]) -> (Running, String) {
+    let link_path = dir.join("obd");
+    let path = link_path.to_str().expect("a UTF-8 path").to_owned();
+    let mut all = vec!["elm327", "--pty-link", &path];
+    all.extend_from_slice(args);
+    let mut sim = Running::start("firmware-sim", &all);
+    wait_for("the ELM327 pty", Duration::from_secs(20), || {
+        sim.assert_running();
+        link_path.exists()
+    });
+    (sim, path)
+}
+
 #[derive(Debug)]
 pub struct AgentRig {
     pub device: String,

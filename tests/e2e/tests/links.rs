@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use telltale_e2e::rig::{elm327_dongle, elm327_usb};
 use telltale_e2e::{Running, free_port, telltale, telltale_json, wait_for};
 
 /// North American VIN check digit (49 CFR 565), computed independently of the crate under
@@ -59,32 +60,8 @@ fn reading(ecu: &Value, key: &str) -> f64 {
 
 #[test]
 fn elm327_wifi_dongle_reads_vin_live_data_and_a_new_fault() {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
     // At 400x a catalyst scenario sets P0420 within seconds (firmware-sim/README.md).
-    let mut sim = Running::start(
-        "firmware-sim",
-        &[
-            "elm327",
-            "--tcp",
-            &addr,
-            "--scenario",
-            "catalyst",
-            "--time-scale",
-            "400",
-        ],
-    );
-    // Watch the log, not the port: the emulator serves one host at a time, so a probing
-    // connection would itself be a session the first scan could collide with.
-    wait_for(
-        "the ELM327 emulator to listen",
-        Duration::from_secs(20),
-        || {
-            sim.assert_running();
-            sim.log().contains("ELM327 adapter listening")
-        },
-    );
-    let link = format!("elm327+tcp:{addr}");
+    let (_sim, link) = elm327_dongle(&["--scenario", "catalyst", "--time-scale", "400"]);
 
     let info = telltale_json(&["scan", "--link", &link, "--json", "info"]);
     let vin = info["vin"]
@@ -148,18 +125,11 @@ fn slcan_usb_adapter_on_a_pty_reads_live_data() {
 
 /// The simulator as a USB ELM327 on a pty, with a clone's `quirks` (`--quirk` values).
 fn usb_elm327(dir: &std::path::Path, quirks: &[&str]) -> (Running, String) {
-    let link_path = dir.join("obd");
-    let path = link_path.to_str().expect("a UTF-8 path").to_owned();
-    let mut args = vec!["elm327", "--pty-link", &path, "--scenario", "misfire"];
+    let mut args = vec!["--scenario", "misfire"];
     for q in quirks {
         args.extend(["--quirk", q]);
     }
-    let mut sim = Running::start("firmware-sim", &args);
-    wait_for("the ELM327 pty", Duration::from_secs(20), || {
-        sim.assert_running();
-        link_path.exists()
-    });
-    (sim, path)
+    elm327_usb(dir, &args)
 }
 
 #[test]

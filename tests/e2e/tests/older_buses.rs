@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use prost::Message;
 use telltale_e2e::mqtt::{Broker, Collector};
-use telltale_e2e::rig::AgentRig;
-use telltale_e2e::{Running, free_port, telltale_json, wait_for};
+use telltale_e2e::rig::{AgentRig, elm327_dongle};
+use telltale_e2e::{Running, telltale_json, wait_for};
 use telltale_wire::v1;
 
 /// Four engine codes (two messages of three slots on these buses) and one transmission code,
@@ -73,30 +73,15 @@ period = "1s"
 fn dongle(dir: &Path, protocol: &str) -> (Running, String) {
     let scenario = dir.join("older-bus.toml");
     std::fs::write(&scenario, SCENARIO).expect("write the scenario");
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut sim = Running::start(
-        "firmware-sim",
-        &[
-            "elm327",
-            "--tcp",
-            &addr,
-            "--protocol",
-            protocol,
-            "--scenario",
-            scenario.to_str().expect("a UTF-8 path"),
-            "--time-scale",
-            "400",
-        ],
-    );
-    wait_for(
-        "the ELM327 emulator to listen",
-        Duration::from_secs(20),
-        || {
-            sim.assert_running();
-            sim.log().contains("ELM327 adapter listening")
-        },
-    );
-    (sim, format!("elm327+tcp:{addr}"))
+    let scenario = scenario.to_str().expect("a UTF-8 path");
+    elm327_dongle(&[
+        "--protocol",
+        protocol,
+        "--scenario",
+        scenario,
+        "--time-scale",
+        "400",
+    ])
 }
 
 fn codes(ecu: &v1::EcuDtcs, kind: v1::DtcKind) -> BTreeSet<String> {

@@ -434,15 +434,12 @@ impl<S: AdapterStream> Adapter<S> {
             if let Some(r) = queued.pop() {
                 return Ok(Some(r));
             }
-            let n = match tokio::time::timeout_at(deadline, self.io.read(&mut chunk)).await {
-                Err(_) => return Ok(None),
-                Ok(Ok(0)) => {
-                    return Err(Failure::Final(DiagError::Adapter(
-                        "the adapter closed the connection".into(),
-                    )));
-                }
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => return Err(io_failure("reading from the adapter", &e)),
+            let Some(n) = self
+                .read_until(&mut chunk, deadline)
+                .await
+                .map_err(Failure::Final)?
+            else {
+                return Ok(None);
             };
             let mut replies = self.buf.push(chunk.get(..n).unwrap_or(&[]));
             if replies.len() > 1 {
@@ -462,19 +459,24 @@ impl<S: AdapterStream> Adapter<S> {
         self.buf.clear();
         let until = Instant::now() + DRAIN;
         let mut chunk = [0u8; 256];
-        loop {
-            match tokio::time::timeout_at(until, self.io.read(&mut chunk)).await {
-                Err(_) => return Ok(()),
-                Ok(Ok(0)) => {
-                    return Err(DiagError::Adapter(
-                        "the adapter closed the connection".into(),
-                    ));
-                }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    return Err(DiagError::Adapter(format!("reading from the adapter: {e}")));
-                }
-            }
+        while self.read_until(&mut chunk, until).await?.is_some() {}
+        Ok(())
+    }
+
+    /// One read of what the adapter sent: the byte count, `None` at `until`. A closed port or
+    /// a failed read is final.
+    pub(super) async fn read_until(
+        &mut self,
+        buf: &mut [u8],
+        until: Instant,
+    ) -> Result<Option<usize>, DiagError> {
+        match tokio::time::timeout_at(until, self.io.read(buf)).await {
+            Err(_) => Ok(None),
+            Ok(Ok(0)) => Err(DiagError::Adapter(
+                "the adapter closed the connection".into(),
+            )),
+            Ok(Ok(n)) => Ok(Some(n)),
+            Ok(Err(e)) => Err(DiagError::Adapter(format!("reading from the adapter: {e}"))),
         }
     }
 

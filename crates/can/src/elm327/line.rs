@@ -20,7 +20,7 @@
 use std::io;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::adapter::Adapter;
@@ -242,17 +242,8 @@ impl<S: AdapterStream> Adapter<S> {
         let mut line = Vec::new();
         let mut byte = [0u8; 1];
         loop {
-            match tokio::time::timeout_at(until, self.io.read(&mut byte)).await {
-                Err(_) => return Ok(None),
-                Ok(Ok(0)) => {
-                    return Err(DiagError::Adapter(
-                        "the adapter closed the connection".into(),
-                    ));
-                }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    return Err(DiagError::Adapter(format!("reading from the adapter: {e}")));
-                }
+            if self.read_until(&mut byte, until).await?.is_none() {
+                return Ok(None);
             }
             match byte[0] {
                 b'\r' | b'\n' | b'>' if line.iter().any(|b: &u8| !b.is_ascii_whitespace()) => {
