@@ -18,7 +18,8 @@ pub mod v1 {
 /// The CRM's gRPC API.
 pub mod crm {
     /// Messages and services of `proto/telltale/crm/v1`: `LeadService`, `QuoteService` and
-    /// `CatalogService` (clients in `*_service_client`, server traits in `*_service_server`).
+    /// `CatalogService` (clients in `*_service_client`, server traits in `*_service_server`,
+    /// with the `grpc` feature; the messages alone without it).
     pub mod v1 {
         #![allow(clippy::all, missing_debug_implementations, unreachable_pub)]
         include!(concat!(env!("OUT_DIR"), "/telltale.crm.v1.rs"));
