@@ -4,7 +4,7 @@
 //! then sync the spool.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::command::{self, CommandConfig};
 use crate::config::Settings;
-use crate::spool::{Spool, SpoolConfig};
+use crate::spool::{Spool, SpoolConfig, SpoolHandle};
 use crate::status::{self, Board};
 use crate::uplink::{self, Session, Stamp, UplinkState};
 use crate::vehicle::{self, VehicleConfig, VehicleState};
@@ -41,7 +41,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         torn_bytes = stats.recovered_torn_bytes,
         "spool opened"
     );
-    let spool = Arc::new(Mutex::new(spool));
+    let spool = SpoolHandle::spawn(spool).context("cannot start the spool's thread")?;
     let stamp = Arc::new(Stamp::new(settings.device_id.clone()));
 
     let (msg_tx, msg_rx) = mpsc::channel(64);
@@ -144,7 +144,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     if let Some(t) = status_task {
         let _ = t.await;
     }
-    let stats = crate::uplink::writer::lock(&spool).stats();
+    let stats = spool.stats();
     tracing::info!(
         left_in_spool = stats.messages,
         last_seq = stamp.last_seq.load(std::sync::atomic::Ordering::SeqCst),

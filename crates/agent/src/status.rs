@@ -9,7 +9,7 @@
 //! `curl` needs, and it keeps a web framework out of a program that must fit a dongle.
 //! Bind it to localhost unless the network around the dongle is trusted.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::Serialize;
 use telltale_service::http::{self, Exposition, Reply};
@@ -18,8 +18,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::spool::{Class, Spool, SpoolStats};
-use crate::uplink::writer::lock;
+use crate::spool::{Class, SpoolHandle, SpoolStats};
 use crate::uplink::{Stamp, UplinkState};
 use crate::vehicle::VehicleState;
 
@@ -30,7 +29,8 @@ pub struct Board {
     pub started: Instant,
     pub vehicle: watch::Receiver<VehicleState>,
     pub uplink: watch::Receiver<UplinkState>,
-    pub spool: Arc<Mutex<Spool>>,
+    /// Read through its counters only: a scrape never waits for the disk.
+    pub spool: SpoolHandle,
     pub version: String,
 }
 
@@ -66,7 +66,7 @@ impl Board {
                 .load(std::sync::atomic::Ordering::SeqCst),
             vehicle: self.vehicle.borrow().clone(),
             mqtt: self.uplink.borrow().clone(),
-            spool: lock(&self.spool).stats(),
+            spool: self.spool.stats(),
             resident_bytes: resident_bytes(),
         }
     }

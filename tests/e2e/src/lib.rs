@@ -51,11 +51,17 @@ impl Running {
 
     /// Starts the program at `path` (a system tool such as chromedriver) the same way.
     pub fn start_program(path: &Path, args: &[&str]) -> Running {
+        Running::start_with_env(path, args, &[])
+    }
+
+    /// Starts the program at `path` with `env` added to its environment.
+    pub fn start_with_env(path: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let log = dir.path().join("stderr.log");
         let file = std::fs::File::create(&log).expect("a log file");
         let child = Command::new(path)
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()

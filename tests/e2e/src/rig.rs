@@ -101,8 +101,15 @@ listen = "127.0.0.1:{status_port}"
     }
 
     pub fn start(&self) -> Running {
+        self.start_with_env(&[])
+    }
+
+    /// Starts the agent with `env` added (`LD_PRELOAD` for a slow disk, say), once its status
+    /// endpoint answers.
+    pub fn start_with_env(&self, env: &[(&str, &str)]) -> Running {
         let cfg = self.config.to_str().expect("utf-8 path");
-        let agent = Running::start("telltale-agent", &["--config", cfg]);
+        let agent =
+            Running::start_with_env(&crate::binary("telltale-agent"), &["--config", cfg], env);
         wait_for(
             "the agent's status endpoint",
             Duration::from_secs(20),

@@ -11,6 +11,7 @@ mod execute;
 mod replay;
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use telltale_wire::signing::{self, Policy};
@@ -71,12 +72,19 @@ pub async fn run(
         max_clock_skew: config.max_clock_skew,
     };
     let skew_ms = i64::try_from(config.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
-    let mut guard = ReplayGuard::load(
-        &config.replay_file,
-        now_unix_ms(),
-        skew_ms,
-        MAX_REMEMBERED_COMMANDS,
-    );
+    // The guard reads and rewrites its file (write, fsync, rename): always off the runtime.
+    let path = config.replay_file.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        ReplayGuard::load(&path, now_unix_ms(), skew_ms, MAX_REMEMBERED_COMMANDS)
+    })
+    .await;
+    let guard = match loaded {
+        Ok(guard) => Arc::new(Mutex::new(guard)),
+        Err(e) => {
+            tracing::error!(cause = %e, "the replay guard could not be loaded; commands are not served");
+            return;
+        }
+    };
     let executor = execute::Executor {
         vehicle,
         allow_clear: config.allow_clear,
@@ -92,7 +100,7 @@ pub async fn run(
                 None => break,
             },
         };
-        let result = handle(&payload, &policy, &mut guard, &executor).await;
+        let result = handle(&payload, &policy, &guard, &executor).await;
         let id = result.command_id.clone();
         let sent = tokio::select! {
             biased;
@@ -116,7 +124,7 @@ pub async fn run(
 async fn handle(
     payload: &[u8],
     policy: &Policy,
-    guard: &mut ReplayGuard,
+    guard: &Arc<Mutex<ReplayGuard>>,
     executor: &execute::Executor,
 ) -> v1::CommandResult {
     let now = now_unix_ms();
@@ -134,7 +142,23 @@ async fn handle(
         }
     };
     let action = execute::action_name(&command);
-    if let Err(err) = guard.admit(&command, now) {
+    let admitted = {
+        let (guard, command) = (guard.clone(), command.clone());
+        tokio::task::spawn_blocking(move || {
+            guard
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .admit(&command, now)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(replay::ReplayError::Save {
+                path: PathBuf::from("(replay record)"),
+                cause: format!("the saving task failed: {e}"),
+            })
+        })
+    };
+    if let Err(err) = admitted {
         warn!(command_id = %command.command_id, action, code = "COMMAND_ERROR_REPLAYED", reason = %err, "command refused");
         return refusal(
             &command.command_id,

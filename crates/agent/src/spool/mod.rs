@@ -93,6 +93,7 @@
 //! not the median. Even `Always` outruns what a car produces (a few messages a second).
 
 mod frame;
+mod handle;
 mod journal;
 mod queue;
 mod segment;
@@ -101,6 +102,8 @@ mod segment;
 mod proptests;
 #[cfg(test)]
 mod tests;
+
+pub use handle::{HandleError, SpoolGone, SpoolHandle};
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};

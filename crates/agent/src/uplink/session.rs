@@ -2,17 +2,16 @@
 //! removes a record only on its PUBACK, keeps the retained status up to date, and hands command
 //! payloads to the command handler.
 //!
-//! Matching PUBACKs to records: rumqttc reports `Outgoing::Publish(pkid)` for requests in the
-//! order they were queued, so the session keeps the queued record ids in a FIFO and pairs each
-//! reported packet id with the next one. When the connection drops, every record in flight is
-//! marked unsent again and goes out after the reconnect (the cloud deduplicates on the header),
-//! and rumqttc's own resend queue is dropped because the session is clean.
+//! The bookkeeping of what is queued and in flight is the [`Outbox`] state machine; the spool
+//! is reached only through its thread ([`SpoolHandle`]), so nothing here blocks on the disk.
+//! When the connection drops, every record in flight is marked unsent again and goes out
+//! after the reconnect (the cloud deduplicates on the header), and rumqttc's own resend queue
+//! is dropped because the session is clean.
 //!
 //! Order: the spool hands out DTC reports before command results, info and telemetry, so a
 //! backlog of telemetry after an outage drains behind any live DTC report.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message as _;
@@ -25,9 +24,10 @@ use tokio_util::sync::CancellationToken;
 
 use telltale_service::mqtt::{self, Event, Handle};
 
-use super::writer::{Stamp, lock};
+use super::outbox::Outbox;
+use super::writer::Stamp;
 use crate::config::MqttSettings;
-use crate::spool::{RecordId, Spool};
+use crate::spool::SpoolHandle;
 use crate::vehicle::VehicleState;
 
 /// The largest packet taken from the broker: commands are a few hundred bytes.
@@ -55,7 +55,7 @@ pub struct UplinkState {
 pub struct Session {
     pub settings: MqttSettings,
     pub stamp: Arc<Stamp>,
-    pub spool: Arc<Mutex<Spool>>,
+    pub spool: SpoolHandle,
     /// Notified by the writer after each append.
     pub wake: Arc<Notify>,
     pub vehicle: watch::Receiver<VehicleState>,
@@ -69,7 +69,7 @@ pub struct Session {
 
 impl Session {
     fn status(&self, presence: v1::Presence) -> v1::Status {
-        let spool = lock(&self.spool).stats();
+        let spool = self.spool.stats();
         let vehicle = self.vehicle.borrow();
         let dropped = |c: crate::spool::Class| spool.dropped[c as usize];
         v1::Status {
@@ -114,9 +114,7 @@ impl Session {
         );
 
         let mut connected = false;
-        // Records queued to rumqttc whose packet id is not known yet (None: a status publish).
-        let mut queued: VecDeque<Option<RecordId>> = VecDeque::new();
-        let mut in_flight: HashMap<u16, Option<RecordId>> = HashMap::new();
+        let mut outbox = Outbox::new(window);
         let mut backoff = self.settings.reconnect_min;
         let mut status_tick = tokio::time::interval(self.settings.status_period);
         status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -130,18 +128,17 @@ impl Session {
         let mut spool_empty = false;
 
         loop {
-            if let Some(deadline) = drain_deadline {
-                let idle = queued.is_empty() && in_flight.is_empty();
-                if !connected || Instant::now() >= deadline || (idle && spool_empty) {
-                    break;
-                }
+            if let Some(deadline) = drain_deadline
+                && (!connected || Instant::now() >= deadline || (outbox.is_idle() && spool_empty))
+            {
+                break;
             }
             tokio::select! {
                 _ = stop.cancelled(), if drain_deadline.is_none() => {
                     drain_deadline = Some(Instant::now() + self.drain_grace);
                     tracing::info!(connected, "draining the spool before shutdown");
                     if connected {
-                        spool_empty = self.fill(&client, &mut queued, &in_flight, window);
+                        spool_empty = self.fill(&client, &mut outbox).await;
                     }
                 }
                 _ = tokio::time::sleep_until(drain_deadline.unwrap_or_else(Instant::now)), if drain_deadline.is_some() => {}
@@ -154,29 +151,12 @@ impl Session {
                         if let Err(e) = client.subscribe(&cmd_topic) {
                             tracing::error!(cause = %e, "cannot subscribe to commands");
                         }
-                        self.publish_status(&client, &status_topic, v1::Presence::Online, &mut queued);
-                        spool_empty = self.fill(&client, &mut queued, &in_flight, window);
+                        self.publish_status(&client, &status_topic, v1::Presence::Online, &mut outbox);
+                        spool_empty = self.fill(&client, &mut outbox).await;
                     }
-                    Ok(Event::Published(pkid)) => {
-                        let rec = queued.pop_front().flatten();
-                        in_flight.insert(pkid, rec);
-                    }
-                    Ok(Event::PubAck { pkid, refused }) => {
-                        if let Some(Some(id)) = in_flight.remove(&pkid) {
-                            {
-                                if let Some(reason) = &refused {
-                                    tracing::error!(record = id.0, %reason, "the broker refused a message; it is removed from the spool");
-                                }
-                                if let Err(e) = lock(&self.spool).ack(id) {
-                                    tracing::error!(cause = %e, "spool ack failed");
-                                }
-                                self.state.send_modify(|s| {
-                                    s.acked += 1;
-                                    if refused.is_some() { s.refused += 1; }
-                                });
-                            }
-                        }
-                        spool_empty = self.fill(&client, &mut queued, &in_flight, window);
+                    Ok(ev @ (Event::Published(_) | Event::PubAck { .. })) => {
+                        self.settle(&mut outbox, ev).await;
+                        spool_empty = self.fill(&client, &mut outbox).await;
                     }
                     Ok(Event::Message { topic, payload, .. }) => {
                         if topic == cmd_topic {
@@ -191,15 +171,14 @@ impl Session {
                     }
                     Ok(Event::Disconnected | Event::Other) => {}
                     Err(e) => {
+                        let outstanding = outbox.connection_lost();
                         if connected {
-                            tracing::warn!(cause = %e, in_flight = in_flight.len() + queued.len(), "connection to the broker lost; unacknowledged messages will be sent again");
+                            tracing::warn!(cause = %e, in_flight = outstanding, "connection to the broker lost; unacknowledged messages will be sent again");
                         } else {
                             tracing::warn!(cause = %e, retry_in_ms = backoff.as_millis() as u64, "cannot connect to the broker");
                         }
                         connected = false;
-                        queued.clear();
-                        in_flight.clear();
-                        lock(&self.spool).requeue_in_flight();
+                        self.requeue().await;
                         self.state.send_modify(|s| { s.connected = false; s.last_error = Some(e.clone()); });
                         if drain_deadline.is_some() {
                             break;
@@ -212,10 +191,10 @@ impl Session {
                     }
                 },
                 _ = self.wake.notified(), if connected => {
-                    spool_empty = self.fill(&client, &mut queued, &in_flight, window);
+                    spool_empty = self.fill(&client, &mut outbox).await;
                 }
                 _ = status_tick.tick(), if connected => {
-                    self.publish_status(&client, &status_topic, v1::Presence::Online, &mut queued);
+                    self.publish_status(&client, &status_topic, v1::Presence::Online, &mut outbox);
                 }
                 changed = vehicle.changed(), if !vehicle_gone => {
                     if changed.is_err() {
@@ -232,7 +211,7 @@ impl Session {
                     if now != last_vehicle {
                         last_vehicle = now;
                         if connected {
-                            self.publish_status(&client, &status_topic, v1::Presence::Online, &mut queued);
+                            self.publish_status(&client, &status_topic, v1::Presence::Online, &mut outbox);
                         }
                     }
                 }
@@ -240,25 +219,56 @@ impl Session {
         }
 
         if connected {
-            self.publish_status(&client, &status_topic, v1::Presence::Offline, &mut queued);
+            self.publish_status(&client, &status_topic, v1::Presence::Offline, &mut outbox);
             let _ = client.disconnect();
-            // Let rumqttc write the status and the DISCONNECT.
+            // Let rumqttc write the status and the DISCONNECT, settling what is acknowledged
+            // meanwhile.
             let _ = tokio::time::timeout(Duration::from_secs(2), async {
                 while let Ok(ev) = connection.poll().await {
-                    if let Event::PubAck { pkid, .. } = ev {
-                        if let Some(Some(id)) = in_flight.remove(&pkid) {
-                            let _ = lock(&self.spool).ack(id);
-                        }
-                    } else if let Event::Published(pkid) = ev {
-                        in_flight.insert(pkid, queued.pop_front().flatten());
-                    }
+                    self.settle(&mut outbox, ev).await;
                 }
             })
             .await;
         }
-        lock(&self.spool).requeue_in_flight();
+        self.requeue().await;
         self.state.send_modify(|s| s.connected = false);
         tracing::info!("MQTT session closed");
+    }
+
+    /// A packet id reported or a PUBACK: the outbox learns it, and an acknowledged record
+    /// leaves the spool. Other events are not its business.
+    async fn settle(&self, outbox: &mut Outbox, ev: Event) {
+        match ev {
+            Event::Published(pkid) => outbox.published(pkid),
+            Event::PubAck { pkid, refused } => {
+                let Some(id) = outbox.acked(pkid) else {
+                    return;
+                };
+                if let Some(reason) = &refused {
+                    tracing::error!(record = id.0, %reason, "the broker refused a message; it is removed from the spool");
+                }
+                if self.spool.ack(id).await.is_err() {
+                    tracing::error!(
+                        record = id.0,
+                        "the spool thread has stopped; acknowledgement lost"
+                    );
+                }
+                self.state.send_modify(|s| {
+                    s.acked += 1;
+                    if refused.is_some() {
+                        s.refused += 1;
+                    }
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Everything the spool handed out is unsent again.
+    async fn requeue(&self) {
+        if self.spool.requeue_in_flight().await.is_err() {
+            tracing::error!("the spool thread has stopped; cannot requeue");
+        }
     }
 
     fn publish_status(
@@ -266,42 +276,38 @@ impl Session {
         client: &Handle,
         topic: &str,
         presence: v1::Presence,
-        queued: &mut VecDeque<Option<RecordId>>,
+        outbox: &mut Outbox,
     ) {
         match client.publish(topic, self.status(presence).encode_to_vec(), true) {
-            Ok(()) => queued.push_back(None),
+            Ok(()) => outbox.queued(None),
             Err(e) => tracing::warn!(cause = %e, "status not published"),
         }
     }
 
-    /// Queues records until the window is full; true when the spool has nothing unsent left.
-    fn fill(
-        &self,
-        client: &Handle,
-        queued: &mut VecDeque<Option<RecordId>>,
-        in_flight: &HashMap<u16, Option<RecordId>>,
-        window: usize,
-    ) -> bool {
-        while queued.len() + in_flight.len() < window {
-            let next = lock(&self.spool).next_to_send();
-            match next {
-                Ok(Some(rec)) => match client.publish(&rec.topic, rec.payload, false) {
-                    Ok(()) => {
-                        queued.push_back(Some(rec.id));
-                        self.state.send_modify(|s| s.published += 1);
-                    }
-                    Err(e) => {
-                        tracing::warn!(cause = %e, "publish not queued; will retry after reconnect");
-                        return false;
-                    }
-                },
-                Ok(None) => return true,
-                Err(e) => {
-                    tracing::error!(cause = %e, "cannot read the spool");
-                    return false;
-                }
-            }
+    /// Hands records to the client while the outbox has room; true when the spool has nothing
+    /// unsent left.
+    async fn fill(&self, client: &Handle, outbox: &mut Outbox) -> bool {
+        let room = outbox.room();
+        if room == 0 {
+            return false;
         }
-        false
+        let records = match self.spool.take(room).await {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::error!(cause = %e, "cannot read the spool");
+                return false;
+            }
+        };
+        let empty = records.len() < room;
+        for rec in records {
+            if let Err(e) = client.publish(&rec.topic, rec.payload, false) {
+                // The records taken stay in flight in the spool; the reconnect requeues them.
+                tracing::warn!(cause = %e, "publish not queued; will retry after reconnect");
+                return false;
+            }
+            outbox.queued(Some(rec.id));
+            self.state.send_modify(|s| s.published += 1);
+        }
+        empty
     }
 }

@@ -2,25 +2,19 @@
 //!
 //! It takes [`Message`]s from the vehicle side and the command handler, stamps the header
 //! (device id, boot id, the next `seq`, the device clock) in the order it stores them, appends
-//! them to the spool and wakes the session. Appending runs on the blocking pool because an
-//! fsync on an SD card can take tens of milliseconds, which would stall the CAN timers if it ran
-//! on the async threads.
+//! them to the spool and wakes the session. The spool runs on its own thread
+//! ([`SpoolHandle`]) because an fsync on an SD card can take tens of milliseconds, which would
+//! stall the CAN timers if it ran on the agent's runtime.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use telltale_wire::v1;
 use tokio::sync::{Notify, mpsc};
 
 use super::Message;
-use crate::spool::{FsyncPolicy, Spool};
-
-/// Locks the spool; a panic elsewhere while holding it does not make the spool unusable
-/// (its on-disk state is append-only and checked on open).
-pub(crate) fn lock(spool: &Mutex<Spool>) -> MutexGuard<'_, Spool> {
-    spool.lock().unwrap_or_else(|p| p.into_inner())
-}
+use crate::spool::{FsyncPolicy, SpoolHandle};
 
 /// Identity stamped on every uplink message of this process.
 #[derive(Debug)]
@@ -81,7 +75,7 @@ pub fn now_unix_ms() -> i64 {
 /// stored too), then syncs the spool. A message the spool refuses (too large, disk error) is
 /// logged and counted; it never stops the writer.
 pub async fn run(
-    spool: Arc<Mutex<Spool>>,
+    spool: SpoolHandle,
     stamp: Arc<Stamp>,
     mut rx: mpsc::Receiver<Message>,
     wake: Arc<Notify>,
@@ -100,26 +94,20 @@ pub async fn run(
                 let kind = msg.kind();
                 let (topic, payload) = msg.stamp(stamp.next_header());
                 let size = payload.len();
-                let s = spool.clone();
-                let stored = tokio::task::spawn_blocking(move || lock(&s).append(class, &topic, &payload)).await;
-                match stored {
-                    Ok(Ok(_)) => wake.notify_one(),
-                    Ok(Err(e)) => tracing::error!(cause = %e, %kind, size, "message not stored"),
-                    Err(e) => tracing::error!(cause = %e, %kind, "spool writer task failed"),
+                match spool.append(class, topic, payload).await {
+                    Ok(_) => wake.notify_one(),
+                    Err(e) => tracing::error!(cause = %e, %kind, size, "message not stored"),
                 }
             }
             _ = sync_tick.tick(), if matches!(fsync, FsyncPolicy::Interval(_)) => {
-                let s = spool.clone();
-                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || lock(&s).sync()).await {
+                if let Err(e) = spool.sync().await {
                     tracing::error!(cause = %e, "spool sync failed");
                 }
             }
         }
     }
-    let s = spool.clone();
-    match tokio::task::spawn_blocking(move || lock(&s).sync()).await {
-        Ok(Ok(())) => tracing::debug!("spool synced at shutdown"),
-        Ok(Err(e)) => tracing::error!(cause = %e, "spool sync at shutdown failed"),
-        Err(e) => tracing::error!(cause = %e, "spool sync task failed"),
+    match spool.sync().await {
+        Ok(()) => tracing::debug!("spool synced at shutdown"),
+        Err(e) => tracing::error!(cause = %e, "spool sync at shutdown failed"),
     }
 }
