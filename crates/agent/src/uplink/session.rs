@@ -2,7 +2,7 @@
 //! removes a record only on its PUBACK, keeps the retained status up to date, and hands command
 //! payloads to the command handler.
 //!
-//! The bookkeeping of what is queued and in flight is the [`Outbox`] state machine; the spool
+//! The bookkeeping of what is queued and in flight is the `Outbox` state machine; the spool
 //! is reached only through its thread ([`SpoolHandle`]), so nothing here blocks on the disk.
 //! When the connection drops, every record in flight is marked unsent again and goes out
 //! after the reconnect (the cloud deduplicates on the header), and rumqttc's own resend queue
