@@ -37,7 +37,7 @@
 //! Every ECU listens to the functional address. An ECU answers OBD services 01–0A only, and
 //! only requests for one PID (or one PID and frame): multi-PID requests exist only on CAN, so
 //! a real ECU on these buses does not answer them. Each answer goes out cut into messages
-//! ([`MESSAGE_GAP`] apart per protocol). Mode 09's message counts (infotypes 01, 03, 05, 07,
+//! ([`message_gap`] apart per protocol). Mode 09's message counts (infotypes 01, 03, 05, 07,
 //! 09), which only these buses use, are answered from the item they count, and the
 //! supported-infotype bitmap (09 00) lists them.
 
