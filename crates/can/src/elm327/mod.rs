@@ -10,7 +10,7 @@
 //! under `ATSP0`), then `ATDPN` to learn the bus (below). On CAN, requests set the header with
 //! `ATSH` (functional `7DF`/`DB33F1`, or the ECU's physical request id) only when it changes.
 //!
-//! Line speed ([`line`]): on a serial port, `elm327:PATH@BAUD:FAST_BAUD` asks the adapter to
+//! Line speed ([`line`](mod@line)): on a serial port, `elm327:PATH@BAUD:FAST_BAUD` asks the adapter to
 //! switch to a faster rate with `AT BRD` after each reset; re-initialisations then warm-start
 //! (`ATWS`) to keep it.
 //!
@@ -80,7 +80,7 @@ impl Elm327Client {
     }
 
     /// As [`Elm327Client::connect`], on a serial line whose adapter starts at `baud` and is
-    /// asked to switch to `raise_to` with `AT BRD` (see [`line`]).
+    /// asked to switch to `raise_to` with `AT BRD` (see [`line`](mod@line)).
     pub async fn connect_serial<S: AdapterStream>(
         stream: S,
         name: &str,
