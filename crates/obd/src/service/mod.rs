@@ -22,7 +22,7 @@
 //!
 //! - [`pid_answer`]: services 01 and 02, split PID by PID; a damaged PID loses only itself
 //!   ([`Response::parse_answer`] with the request makes that reliable);
-//! - [`dtc_list`](mod@dtc_list): services 03, 07, 0A, with or without the count byte, decided
+//! - `dtc_list`: services 03, 07, 0A, with or without the count byte, decided
 //!   by length;
 //! - [`vehicle_info`]: service 09 (VIN, calibration ids, CVNs, ECU name).
 
