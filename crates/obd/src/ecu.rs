@@ -2,8 +2,8 @@
 //!
 //! On CAN (ISO 15765-4) an ECU is known by the identifier it answers on (`7E8`, `18DAF110`).
 //! The older OBD-II protocols (SAE J1850 PWM and VPW, ISO 9141-2, ISO 14230-4 KWP2000) carry
-//! a three-byte header instead, whose last byte is the answering ECU's source address;
-//! there is no CAN id to speak of. Within one vehicle the protocol is
+//! a three-byte header instead, whose last byte is the answering ECU's source address
+//! ([`crate::legacy`]); there is no CAN id to speak of. Within one vehicle the protocol is
 //! fixed, so the two never meet, but every layer above (the client, the agent, the wire) must
 //! be able to carry either, and say which.
 
