@@ -11,8 +11,16 @@
 //! - clearing is slow: `7F 04 78` (response pending) within a few ms, the positive answer a
 //!   few hundred ms later; everything else answers within 5 to 40 ms depending on the ECU.
 //!
+//! The OBD-II answers (services 01, 02, 03/07/0A, 09) are in `obd_answers.rs`, the UDS ones (0x19,
+//! 0x14) in `uds_answers.rs`; the roles, the ECU's state and the dispatch here.
+//!
 //! What this module does not do: step the model or run monitors (see [`crate::vehicle`] and
 //! [`crate::faults`]), or frame anything for a bus.
+
+mod obd_answers;
+mod uds_answers;
+
+pub use uds_answers::status_matches;
 
 use std::time::Duration;
 
@@ -352,278 +360,6 @@ impl Ecu {
             Request::UdsClearDiagnosticInformation { group } => self.uds_clear(*group),
         }
     }
-
-    fn dtc_list(&self, service: u8, pick: impl Fn(&DtcEntry) -> bool) -> Vec<u8> {
-        let codes: Vec<Dtc> = self
-            .dtcs
-            .iter()
-            .filter(|e| pick(e))
-            .map(|e| e.dtc)
-            .collect();
-        let mut out = vec![
-            service + sid::POSITIVE_OFFSET,
-            u8::try_from(codes.len()).unwrap_or(u8::MAX),
-        ];
-        for dtc in codes.iter().take(usize::from(u8::MAX)) {
-            out.extend_from_slice(&dtc.to_bytes());
-        }
-        out
-    }
-
-    fn freeze_frame(&self, pairs: &[(u8, u8)]) -> Result<Answer, Nrc> {
-        let mut out = vec![sid::FREEZE_FRAME + sid::POSITIVE_OFFSET];
-        for &(p, frame) in pairs {
-            if frame != 0 || !self.freeze_supported.contains(p) {
-                continue;
-            }
-            let data = if pid::is_bitmap_pid(p) {
-                self.freeze_supported.bitmap(p).ok().map(Vec::from)
-            } else if p == 0x02 {
-                // No frame stored: PID 02 reads 00 00 (J1979).
-                Some(
-                    self.freeze
-                        .as_ref()
-                        .map_or(vec![0, 0], |f| f.dtc.to_bytes().to_vec()),
-                )
-            } else {
-                self.freeze.as_ref().and_then(|f| {
-                    f.values
-                        .iter()
-                        .find(|(q, _)| *q == p)
-                        .map(|(_, d)| d.clone())
-                })
-            };
-            if let Some(data) = data {
-                out.extend_from_slice(&[p, frame]);
-                out.extend_from_slice(&data);
-            }
-        }
-        if out.len() == 1 {
-            return Err(Nrc::REQUEST_OUT_OF_RANGE);
-        }
-        Ok(Answer::Now(out))
-    }
-
-    fn infotypes(&self) -> SupportedPids {
-        let mut set = SupportedPids::new();
-        if self.vin.is_some() {
-            set.insert(0x02);
-        }
-        set.insert(0x04);
-        set.insert(0x06);
-        set.insert(0x0A);
-        set
-    }
-
-    fn vehicle_info(&self, infotype: u8) -> Result<Answer, Nrc> {
-        let mut out = vec![sid::VEHICLE_INFO + sid::POSITIVE_OFFSET, infotype];
-        match infotype {
-            0x00 => {
-                let bitmap = self
-                    .infotypes()
-                    .bitmap(0x00)
-                    .map_err(|_| Nrc::REQUEST_OUT_OF_RANGE)?;
-                out.extend_from_slice(&bitmap);
-            }
-            0x02 => {
-                let vin = self.vin.as_ref().ok_or(Nrc::REQUEST_OUT_OF_RANGE)?;
-                out.push(1);
-                out.extend_from_slice(vin.as_str().as_bytes());
-            }
-            0x04 => {
-                out.push(u8::try_from(self.config.calibration_ids.len()).unwrap_or(0));
-                for id in &self.config.calibration_ids {
-                    out.extend_from_slice(&padded(id.as_bytes(), 16));
-                }
-            }
-            0x06 => {
-                out.push(u8::try_from(self.config.cvns.len()).unwrap_or(0));
-                for cvn in &self.config.cvns {
-                    out.extend_from_slice(cvn);
-                }
-            }
-            0x0A => {
-                // Acronym (4) '-' name (15), NUL padded: 20 bytes (J1979 infotype 0A).
-                out.push(1);
-                out.extend_from_slice(&padded(self.config.acronym.as_bytes(), 4));
-                out.push(b'-');
-                out.extend_from_slice(&padded(self.config.long_name.as_bytes(), 15));
-            }
-            _ => return Err(Nrc::REQUEST_OUT_OF_RANGE),
-        }
-        Ok(Answer::Now(out))
-    }
-
-    fn read_dtc_information(&self, sub_function: u8, params: &[u8]) -> Result<Answer, Nrc> {
-        let mut out = vec![uds::READ_DTC_INFORMATION_RESPONSE, sub_function];
-        let expect_len = |n: usize| {
-            if params.len() == n {
-                Ok(())
-            } else {
-                Err(Nrc::INCORRECT_MESSAGE_LENGTH_OR_INVALID_FORMAT)
-            }
-        };
-        match sub_function {
-            uds::REPORT_NUMBER_OF_DTC_BY_STATUS_MASK | uds::REPORT_DTC_BY_STATUS_MASK => {
-                expect_len(1)?;
-                let mask = params.first().copied().unwrap_or(0) & STATUS_AVAILABILITY;
-                let matching = self.dtcs.iter().filter(|e| e.uds_status().0 & mask != 0);
-                out.push(STATUS_AVAILABILITY);
-                if sub_function == uds::REPORT_NUMBER_OF_DTC_BY_STATUS_MASK {
-                    out.push(DtcFormat::Iso15031_6.to_byte());
-                    let count = u16::try_from(matching.count()).unwrap_or(u16::MAX);
-                    out.extend_from_slice(&count.to_be_bytes());
-                } else {
-                    for e in matching {
-                        push_record(&mut out, e);
-                    }
-                }
-            }
-            uds::REPORT_SUPPORTED_DTC => {
-                expect_len(0)?;
-                out.push(STATUS_AVAILABILITY);
-                for e in &self.dtcs {
-                    push_record(&mut out, e);
-                }
-            }
-            uds::REPORT_DTC_SNAPSHOT_RECORD_BY_DTC_NUMBER
-            | uds::REPORT_DTC_EXT_DATA_RECORD_BY_DTC_NUMBER => {
-                expect_len(4)?;
-                let (dtc_bytes, record) = match params {
-                    [a, b, c, r] => ([*a, *b, *c], *r),
-                    _ => return Err(Nrc::INCORRECT_MESSAGE_LENGTH_OR_INVALID_FORMAT),
-                };
-                let wanted = UdsDtc::from_bytes(dtc_bytes);
-                let (index, entry) = self
-                    .dtcs
-                    .iter()
-                    .enumerate()
-                    .find(|(_, e)| UdsDtc::new(e.dtc, e.ftb) == wanted)
-                    .ok_or(Nrc::REQUEST_OUT_OF_RANGE)?;
-                push_record(&mut out, entry);
-                if sub_function == uds::REPORT_DTC_SNAPSHOT_RECORD_BY_DTC_NUMBER {
-                    if record != SNAPSHOT_RECORD && record != uds::ALL_RECORDS {
-                        return Err(Nrc::REQUEST_OUT_OF_RANGE);
-                    }
-                    if let Some(Some(snap)) = self.snapshots.get(index) {
-                        out.push(SNAPSHOT_RECORD);
-                        out.push(u8::try_from(snap.values.len()).unwrap_or(0));
-                        for (p, data) in &snap.values {
-                            out.extend_from_slice(
-                                &(DID_OBD_PID_BASE | u16::from(*p)).to_be_bytes(),
-                            );
-                            out.extend_from_slice(data);
-                        }
-                    }
-                } else {
-                    // Record 01: occurrence counter; record 02: warm-ups since last failure.
-                    let aging = entry_aging(entry);
-                    match record {
-                        0x01 => out.extend_from_slice(&[0x01, entry.occurrences]),
-                        0x02 => out.extend_from_slice(&[0x02, aging]),
-                        uds::ALL_RECORDS => {
-                            out.extend_from_slice(&[0x01, entry.occurrences, 0x02, aging]);
-                        }
-                        _ => return Err(Nrc::REQUEST_OUT_OF_RANGE),
-                    }
-                }
-            }
-            _ => return Err(Nrc::SUB_FUNCTION_NOT_SUPPORTED),
-        }
-        Ok(Answer::Now(out))
-    }
-
-    fn uds_clear(&mut self, group: u32) -> Result<Answer, Nrc> {
-        let response = vec![uds::CLEAR_DIAGNOSTIC_INFORMATION_RESPONSE];
-        if group == GROUP_ALL || group == GROUP_EMISSIONS {
-            self.clear_all();
-            return Ok(Answer::Slow(response));
-        }
-        let index = self
-            .dtcs
-            .iter()
-            .position(|e| {
-                UdsDtc::new(e.dtc, e.ftb).raw() == group || UdsDtc::new(e.dtc, 0).raw() == group
-            })
-            .ok_or(Nrc::REQUEST_OUT_OF_RANGE)?;
-        if let Some(e) = self.dtcs.get_mut(index) {
-            e.clear();
-            if self.freeze.as_ref().is_some_and(|f| f.dtc == e.dtc) {
-                self.freeze = None;
-            }
-        }
-        if let Some(s) = self.snapshots.get_mut(index) {
-            *s = None;
-        }
-        Ok(Answer::Slow(response))
-    }
-
-    /// The data bytes of a Mode 01 PID right now, if this ECU supports it.
-    pub fn live(&self, p: u8, m: &Model) -> Option<Vec<u8>> {
-        if !self.supported.contains(p) {
-            return None;
-        }
-        if pid::is_bitmap_pid(p) {
-            return self.supported.bitmap(p).ok().map(Vec::from);
-        }
-        let confirmed = self.dtcs.iter().filter(|e| e.confirmed).count();
-        let a =
-            u8::try_from(confirmed.min(0x7F)).unwrap_or(0x7F) | if self.mil() { 0x80 } else { 0 };
-        let values: Vec<f64> = match p {
-            0x01 => {
-                let [b, c, d] = self.readiness.bytes(false);
-                return Some(vec![a, b, c, d]);
-            }
-            0x41 => {
-                let [b, c, d] = self.readiness.bytes(true);
-                return Some(vec![0, b, c, d]);
-            }
-            0x03 => return Some(vec![m.fuel_system.code(), 0]),
-            0x13 => return Some(vec![0x03]),
-            0x1C => return Some(vec![0x01]),
-            0x51 => return Some(vec![self.fuel_type]),
-            0x04 => vec![m.load],
-            0x05 => vec![m.coolant_c],
-            0x06 => vec![m.stft],
-            0x07 => vec![m.ltft],
-            0x0B => vec![m.map_kpa],
-            0x0C => vec![m.rpm],
-            0x0D => vec![m.speed_kmh],
-            0x0E => vec![m.timing_advance],
-            0x0F => vec![m.iat_c],
-            0x10 => vec![m.maf_gs],
-            0x11 => vec![m.throttle],
-            0x14 => vec![m.o2_upstream_v, m.stft],
-            0x15 => vec![m.o2_downstream_v, f64::NAN],
-            0x1F => vec![m.runtime_s],
-            0x21 => vec![self.since_clear.mil_distance_km],
-            0x2F => vec![m.fuel_level_percent()],
-            0x30 => vec![f64::from(self.since_clear.warmups)],
-            0x31 => vec![self.since_clear.distance_km],
-            0x32 => vec![m.evap_pa],
-            0x33 => vec![m.baro_kpa],
-            0x3C => vec![m.catalyst_c],
-            0x42 => vec![m.voltage],
-            0x43 => vec![m.load * m.map_kpa / m.baro_kpa.max(1.0) * 1.1],
-            0x44 => vec![if m.engine_running { 1.0 } else { 0.0 }],
-            0x45 => vec![(m.throttle - 7.0) / 0.85],
-            0x46 => vec![m.ambient_c],
-            0x49 => vec![if m.engine_running {
-                14.0 + m.throttle * 0.7
-            } else {
-                14.0
-            }],
-            0x4C => vec![m.throttle],
-            0x4D => vec![self.since_clear.mil_time_s / 60.0],
-            0x4E => vec![self.since_clear.time_s / 60.0],
-            0x5B => vec![m.hybrid_battery_life],
-            0x5C => vec![m.oil_c],
-            0x5E => vec![m.fuel_rate_lph],
-            0xA6 => vec![m.odometer_km],
-            _ => return None,
-        };
-        encode_clamped(p, &values)
-    }
 }
 
 /// What a request produced before framing: an answer to send now, or one that takes long
@@ -631,25 +367,6 @@ impl Ecu {
 enum Answer {
     Now(Vec<u8>),
     Slow(Vec<u8>),
-}
-
-fn entry_aging(e: &DtcEntry) -> u8 {
-    if e.failed_this_cycle {
-        0
-    } else {
-        e.occurrences.min(1)
-    }
-}
-
-fn push_record(out: &mut Vec<u8>, e: &DtcEntry) {
-    out.extend_from_slice(&UdsDtc::new(e.dtc, e.ftb).to_bytes());
-    out.push(e.uds_status().0 & STATUS_AVAILABILITY);
-}
-
-fn padded(bytes: &[u8], len: usize) -> Vec<u8> {
-    let mut out: Vec<u8> = bytes.iter().copied().take(len).collect();
-    out.resize(len, 0);
-    out
 }
 
 /// The NRC for a request `Request::parse` rejected.
@@ -662,31 +379,4 @@ fn nrc_for(request: &[u8], err: &ServiceError) -> Nrc {
             Nrc::INCORRECT_MESSAGE_LENGTH_OR_INVALID_FORMAT
         }
     }
-}
-
-/// Encodes values into a linear PID, clamping each into what the PID can carry (a real
-/// sensor saturates; the encoder refuses).
-fn encode_clamped(p: u8, values: &[f64]) -> Option<Vec<u8>> {
-    let info = pid::info(p)?;
-    let Formula::Linear(fields) = info.formula else {
-        return None;
-    };
-    let clamped: Vec<f64> = fields
-        .iter()
-        .zip(values)
-        .map(|(field, &v)| {
-            if v.is_nan() {
-                return v;
-            }
-            let (lo, hi) = field.raw_range();
-            let (a, b) = (field.physical(lo), field.physical(hi));
-            v.clamp(a.min(b), a.max(b))
-        })
-        .collect();
-    pid::encode(p, &clamped).ok()
-}
-
-/// Whether a status matches a mask (for tests and callers).
-pub fn status_matches(status: DtcStatus, mask: u8) -> bool {
-    status.0 & mask & STATUS_AVAILABILITY != 0
 }
