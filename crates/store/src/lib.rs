@@ -22,6 +22,7 @@
 //! `vin:code:occurrence:pending` for pending codes (when configured), so a pending lead never
 //! swallows the confirmed one that follows it.
 
+mod layout;
 mod model;
 mod pg;
 mod sqlite;
@@ -94,6 +95,27 @@ pub struct StoreOptions {
     pub retention_days: u32,
     /// Raise leads for pending DTCs too (normally only confirmed ones and MIL on).
     pub leads_for_pending: bool,
+    /// Whether telemetry lives in a TimescaleDB hypertable (PostgreSQL only).
+    pub timescaledb: TimescaleMode,
+}
+
+/// Whether to keep telemetry in TimescaleDB, as the operator chose.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, strum::EnumString, strum::Display,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum TimescaleMode {
+    /// Use it when it is loaded (in `shared_preload_libraries`); plain PostgreSQL otherwise,
+    /// saying which at start. A database whose telemetry is already natively partitioned
+    /// stays so (moving it is `On`'s job).
+    #[default]
+    Auto,
+    /// Require it: fail at start, saying what to set, when it is not loaded; move telemetry
+    /// that is natively partitioned into a hypertable (every row copied once).
+    On,
+    /// Never: native daily partitions.
+    Off,
 }
 
 impl Default for StoreOptions {
@@ -103,6 +125,7 @@ impl Default for StoreOptions {
             acquire_timeout: Duration::from_secs(5),
             retention_days: 90,
             leads_for_pending: false,
+            timescaledb: TimescaleMode::Auto,
         }
     }
 }
@@ -119,6 +142,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// TimescaleDB is wanted (or the data is already in it) but the server cannot run it.
+    #[error("TimescaleDB: {0}")]
+    Timescale(String),
     /// The databases keep seqs as signed 64-bit numbers; the ingest should dead-letter these.
     #[error("message from {device_id} has seq {seq}, beyond what the store keeps")]
     SeqOutOfRange { device_id: String, seq: u64 },

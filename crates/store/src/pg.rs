@@ -14,7 +14,7 @@ use crate::model::{
 };
 use crate::{
     DeadLetter, DeviceRow, DtcEvent, Envelope, Gap, IngestOutcome, LatestValue, OutboxLead,
-    SamplePoint, StoreError, StoreOptions, timescale,
+    SamplePoint, StoreError, StoreOptions, layout, timescale,
 };
 
 /// Partitions made ahead of today.
@@ -37,13 +37,57 @@ fn lock_key(class: i64, name: &str) -> i64 {
     class | i64::from(h)
 }
 
+/// Applies the migrations and puts telemetry where [`crate::layout`] decides, under an
+/// advisory lock so instances starting together take turns. A refusal (TimescaleDB wanted
+/// but not loaded, say) comes before any migration runs.
 pub(crate) async fn migrate(pool: &PgPool, options: &StoreOptions) -> Result<(), StoreError> {
-    sqlx::migrate!("./migrations/postgres").run(pool).await?;
-    match telemetry_kind(pool).await?.as_deref() {
-        Some("p") => maintain_partitions(pool, Utc::now(), options).await,
-        Some(_) => timescale::setup(pool, options, LOCK_MAINTAIN).await,
-        None => Ok(()),
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(LOCK_MAINTAIN)
+        .execute(&mut *conn)
+        .await?;
+    let result = migrate_locked(&mut conn, options).await;
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(LOCK_MAINTAIN)
+        .execute(&mut *conn)
+        .await?;
+    drop(conn);
+    match result? {
+        layout::Plan::Partitioned { .. } => maintain_partitions(pool, Utc::now(), options).await,
+        layout::Plan::Hypertable { .. } => Ok(()),
     }
+}
+
+async fn migrate_locked(
+    conn: &mut sqlx::PgConnection,
+    options: &StoreOptions,
+) -> Result<layout::Plan, StoreError> {
+    let server = layout::server(conn).await?;
+    let mode = options.timescaledb;
+    layout::decide(mode, layout::existing(conn).await?, server).map_err(StoreError::Timescale)?;
+    sqlx::migrate!("./migrations/postgres").run(&mut *conn).await?;
+    let (plan, note) = layout::decide(mode, layout::existing(conn).await?, server)
+        .map_err(StoreError::Timescale)?;
+    if let Some(note) = note {
+        info!("{note}");
+    }
+    match plan {
+        layout::Plan::Partitioned { convert } => {
+            if convert {
+                let moved = layout::plain_to_partitioned(conn).await?;
+                info!(moved, "telemetry turned from a plain table into daily partitions");
+            }
+            info!(%mode, "telemetry in daily partitions (plain PostgreSQL)");
+        }
+        layout::Plan::Hypertable { from_partitions } => {
+            if from_partitions {
+                let moved = layout::partitioned_to_plain(conn).await?;
+                info!(moved, "telemetry rows taken out of the daily partitions");
+            }
+            timescale::setup(conn, options).await?;
+        }
+    }
+    Ok(plan)
 }
 
 /// `p` when telemetry is natively partitioned, `r` when it is a plain table (a hypertable).

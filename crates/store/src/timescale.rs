@@ -1,15 +1,13 @@
-//! TimescaleDB setup, used by [`crate::Store::migrate`] when the `timescaledb` extension is
-//! available: telemetry becomes a hypertable with compression, a retention policy and
+//! TimescaleDB setup, used by [`crate::Store::migrate`] when [`crate::layout`] decides on a
+//! hypertable: telemetry becomes a hypertable with compression, a retention policy and
 //! continuous aggregates per minute and per hour (the same names and columns as the plain-PG
 //! `date_bin` views, so readers do not care which they get).
 //!
-//! No TimescaleDB exists on the machines this was written on, so this SQL has been written
-//! against the TimescaleDB 2.x documentation and reviewed by reading, never run. Every
-//! statement is idempotent (`if_not_exists`, `IF NOT EXISTS`, a guard on compression) and runs
-//! outside a transaction, as continuous aggregates require. The extension must be in
-//! `shared_preload_libraries`; otherwise `CREATE EXTENSION` fails and so does `migrate`.
+//! Every statement is idempotent (`if_not_exists`, `IF NOT EXISTS`, a guard on compression)
+//! and runs outside a transaction, as continuous aggregates require. It runs on the caller's
+//! connection, under the caller's advisory lock.
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use tracing::info;
 
 use crate::{StoreError, StoreOptions};
@@ -64,27 +62,9 @@ const HOUR_POLICY: &str = "SELECT add_continuous_aggregate_policy('telemetry_hou
          start_offset => INTERVAL '7 days', end_offset => INTERVAL '1 hour',
          schedule_interval => INTERVAL '30 minutes', if_not_exists => TRUE)";
 
-/// Applies the TimescaleDB setup to the plain `telemetry` table the migration made, under a
-/// session advisory lock so instances starting together run it one after the other.
-pub(crate) async fn setup(
-    pool: &PgPool,
-    options: &StoreOptions,
-    lock: i64,
-) -> Result<(), StoreError> {
-    let mut conn = pool.acquire().await?;
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(lock)
-        .execute(&mut *conn)
-        .await?;
-    let result = run(&mut conn, options).await;
-    sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(lock)
-        .execute(&mut *conn)
-        .await?;
-    result
-}
-
-async fn run(conn: &mut PgConnection, options: &StoreOptions) -> Result<(), StoreError> {
+/// Makes the plain `telemetry` table a hypertable (moving any rows into chunks) with its
+/// compression, retention and aggregates; does nothing more where that is done.
+pub(crate) async fn setup(conn: &mut PgConnection, options: &StoreOptions) -> Result<(), StoreError> {
     // The simple query protocol: no implicit transaction around DDL that refuses one.
     for statement in [CREATE_EXTENSION, CREATE_HYPERTABLE] {
         sqlx::raw_sql(statement).execute(&mut *conn).await?;
