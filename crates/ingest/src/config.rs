@@ -93,6 +93,9 @@ pub struct DatabaseSection {
     pub retention: String,
     /// How often partitions are created ahead and expired ones dropped.
     pub maintenance_interval: String,
+    /// PostgreSQL: keep telemetry in TimescaleDB? `auto` (when it is loaded), `on` (required;
+    /// moves daily partitions into a hypertable), `off`.
+    pub timescaledb: String,
 }
 
 impl Default for DatabaseSection {
@@ -103,6 +106,7 @@ impl Default for DatabaseSection {
             max_connections: 8,
             retention: "90d".into(),
             maintenance_interval: "1h".into(),
+            timescaledb: "auto".into(),
         }
     }
 }
@@ -270,6 +274,9 @@ pub struct Flags {
     /// Apply migrations at start: true or false.
     #[arg(long, global = true, env = "TELLTALE_INGEST_MIGRATE_ON_START")]
     pub migrate_on_start: Option<bool>,
+    /// Keep telemetry in TimescaleDB: auto (when it is loaded), on (required), off.
+    #[arg(long, global = true, env = "TELLTALE_INGEST_TIMESCALEDB")]
+    pub timescaledb: Option<String>,
     #[arg(long, global = true, env = "TELLTALE_INGEST_BATCH_MAX_MESSAGES")]
     pub batch_max_messages: Option<usize>,
     /// e.g. 200ms.
@@ -307,6 +314,7 @@ impl Flags {
         set(&mut c.mqtt.client_id, &self.client_id);
         set(&mut c.mqtt.share_group, &self.share_group);
         set(&mut c.database.url, &self.database_url);
+        set(&mut c.database.timescaledb, &self.timescaledb);
         set(&mut c.batch.max_age, &self.batch_max_age);
         set(&mut c.metrics.listen, &self.metrics_listen);
         set(&mut c.leads.crm_url, &self.crm_url);
@@ -404,6 +412,15 @@ impl FileConfig {
                 "must be at least 1s",
             ));
         }
+        let timescaledb = d
+            .timescaledb
+            .parse::<telltale_store::TimescaleMode>()
+            .map_err(|_| {
+                invalid(
+                    "database.timescaledb",
+                    format!("{:?}: use auto, on or off", d.timescaledb),
+                )
+            })?;
         let leads = self.validate_leads()?;
         let b = &self.batch;
         if b.max_messages == 0 {
@@ -443,6 +460,7 @@ impl FileConfig {
                 max_connections: d.max_connections,
                 retention_days,
                 leads_for_pending: self.leads.for_pending,
+                timescaledb,
                 ..telltale_store::StoreOptions::default()
             },
             maintenance_interval,
@@ -707,6 +725,10 @@ mod tests {
             (
                 |c| c.database.retention = "2h".into(),
                 "database.retention:",
+            ),
+            (
+                |c| c.database.timescaledb = "maybe".into(),
+                "database.timescaledb:",
             ),
             (|c| c.leads.crm_url = "grpc://crm".into(), "leads.crm_url:"),
             (|c| c.leads.token = Some("t".into()), "leads.crm_url:"),

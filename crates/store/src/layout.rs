@@ -110,7 +110,9 @@ pub(crate) fn decide(
         (M::Auto, E::None, false) => Ok((
             keep,
             Some(if server.available {
-                format!("TimescaleDB is installed but not loaded, so telemetry uses daily partitions; to use it, {HOW_TO_LOAD}")
+                format!(
+                    "TimescaleDB is installed but not loaded, so telemetry uses daily partitions; to use it, {HOW_TO_LOAD}"
+                )
             } else {
                 "TimescaleDB is not installed: telemetry uses daily partitions".into()
             }),
@@ -214,7 +216,9 @@ pub(crate) async fn plain_to_partitioned(conn: &mut PgConnection) -> Result<u64,
         .execute(&mut *tx)
         .await?
         .rows_affected();
-    sqlx::raw_sql("DROP TABLE telemetry_old").execute(&mut *tx).await?;
+    sqlx::raw_sql("DROP TABLE telemetry_old")
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(moved)
 }
@@ -293,9 +297,16 @@ mod tests {
             })
         );
         let refusal = plan(M::On, E::None, INSTALLED).unwrap_err();
-        assert!(refusal.contains("shared_preload_libraries = 'timescaledb'"), "{refusal}");
+        assert!(
+            refusal.contains("shared_preload_libraries = 'timescaledb'"),
+            "{refusal}"
+        );
         assert!(refusal.contains("installed and not loaded"), "{refusal}");
-        assert!(plan(M::On, E::None, ABSENT).unwrap_err().contains("not installed"));
+        assert!(
+            plan(M::On, E::None, ABSENT)
+                .unwrap_err()
+                .contains("not installed")
+        );
         // Data already in TimescaleDB is never silently abandoned.
         assert!(plan(M::Auto, E::Hypertable, INSTALLED).is_err());
         assert!(plan(M::Off, E::Hypertable, LOADED).is_err());

@@ -65,7 +65,9 @@ async fn migrate_locked(
     let server = layout::server(conn).await?;
     let mode = options.timescaledb;
     layout::decide(mode, layout::existing(conn).await?, server).map_err(StoreError::Timescale)?;
-    sqlx::migrate!("./migrations/postgres").run(&mut *conn).await?;
+    sqlx::migrate!("./migrations/postgres")
+        .run(&mut *conn)
+        .await?;
     let (plan, note) = layout::decide(mode, layout::existing(conn).await?, server)
         .map_err(StoreError::Timescale)?;
     if let Some(note) = note {
@@ -75,7 +77,10 @@ async fn migrate_locked(
         layout::Plan::Partitioned { convert } => {
             if convert {
                 let moved = layout::plain_to_partitioned(conn).await?;
-                info!(moved, "telemetry turned from a plain table into daily partitions");
+                info!(
+                    moved,
+                    "telemetry turned from a plain table into daily partitions"
+                );
             }
             info!(%mode, "telemetry in daily partitions (plain PostgreSQL)");
         }

@@ -64,7 +64,10 @@ const HOUR_POLICY: &str = "SELECT add_continuous_aggregate_policy('telemetry_hou
 
 /// Makes the plain `telemetry` table a hypertable (moving any rows into chunks) with its
 /// compression, retention and aggregates; does nothing more where that is done.
-pub(crate) async fn setup(conn: &mut PgConnection, options: &StoreOptions) -> Result<(), StoreError> {
+pub(crate) async fn setup(
+    conn: &mut PgConnection,
+    options: &StoreOptions,
+) -> Result<(), StoreError> {
     // The simple query protocol: no implicit transaction around DDL that refuses one.
     for statement in [CREATE_EXTENSION, CREATE_HYPERTABLE] {
         sqlx::raw_sql(statement).execute(&mut *conn).await?;
