@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use telltale_e2e::pg::Database;
+use telltale_e2e::pg::{Database, Rows};
 use telltale_e2e::uplink::Car;
 use telltale_ingest::config::CrmSettings;
 use telltale_ingest::metrics::Metrics;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use telltale_wire::v1;
 
 use crate::mqtt::{Broker, Collector};
-use crate::pg::Database;
+use crate::pg::Rows;
 use crate::rig::metric;
 use crate::uplink::Car;
 use crate::{Running, free_port, wait_for};
@@ -67,7 +67,7 @@ impl Ingest {
 
 /// Publishes a status from `probe` until the ingest has stored it: from then on its
 /// subscriptions exist in the broker (and, being persistent, outlive a crash).
-pub fn until_subscribed(publisher: &Collector, db: &Database, probe: &str) {
+pub fn until_subscribed(publisher: &Collector, db: &dyn Rows, probe: &str) {
     let car = Car::new(probe, [0x99; 16], "PROBE000000000000");
     let sql = format!("SELECT count(*) FROM devices WHERE device_id = '{probe}'");
     let start = std::time::Instant::now();
@@ -85,7 +85,7 @@ pub fn until_subscribed(publisher: &Collector, db: &Database, probe: &str) {
 }
 
 /// Waits until `db` has `want` rows by `sql`, saying how far it got.
-pub fn wait_count(db: &Database, sql: &str, want: i64, limit: Duration, ingest: &Ingest) {
+pub fn wait_count(db: &dyn Rows, sql: &str, want: i64, limit: Duration, ingest: &Ingest) {
     let start = std::time::Instant::now();
     loop {
         let got = db.try_count(sql).unwrap_or(-1);

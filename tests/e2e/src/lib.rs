@@ -13,10 +13,8 @@ pub mod python;
 pub mod rig;
 pub mod uplink;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 /// Path of a workspace binary next to the running test executable.
 pub fn binary(name: &str) -> PathBuf {
@@ -117,23 +115,7 @@ pub fn lines_of(output: impl std::io::Read + Send + 'static) -> std::sync::mpsc:
     lines
 }
 
-/// A TCP port that was free a moment ago on 127.0.0.1.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local address").port()
-}
-
-/// Polls `ready` every 50 ms until it holds or `limit` passes.
-pub fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ready() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+pub use telltale_testdb::{free_port, wait_for};
 
 /// Runs `telltale args..` to completion.
 pub fn telltale(args: &[&str]) -> Output {

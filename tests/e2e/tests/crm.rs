@@ -13,7 +13,7 @@ use telltale_e2e::browser::{Browser, artifacts_dir};
 use telltale_e2e::crm::{CrmServer, req};
 use telltale_e2e::ingest::Ingest;
 use telltale_e2e::mqtt::Broker;
-use telltale_e2e::pg::Database;
+use telltale_e2e::pg::{Database, Rows};
 use telltale_e2e::rig::{AgentRig, make_certs, simulator};
 use telltale_wire::crm::v1 as pb;
 use telltale_wire::crm::v1::catalog_service_client::CatalogServiceClient;

@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use telltale_e2e::binary;
+use telltale_e2e::pg::Rows;
 use telltale_e2e::rig::http_request;
 
 /// Starts `telltale demo args..` (free ports, 400x) and returns it with its output so far,

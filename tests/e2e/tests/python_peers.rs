@@ -13,7 +13,7 @@ use std::time::Duration;
 use telltale_e2e::crm::{CrmServer, req};
 use telltale_e2e::ingest::{Ingest, until_subscribed, wait_count};
 use telltale_e2e::mqtt::{Broker, Collector};
-use telltale_e2e::pg::Database;
+use telltale_e2e::pg::{Database, Rows};
 use telltale_e2e::python::Python;
 use telltale_e2e::rig::{AgentRig, simulator};
 use telltale_wire::crm::v1 as pb;
