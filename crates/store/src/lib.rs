@@ -2,14 +2,18 @@
 //!
 //! One interface, [`Store`], over two databases through sqlx:
 //!
-//! - **PostgreSQL**, with TimescaleDB when the `timescaledb` extension is available (telemetry a
-//!   hypertable with compression, retention and continuous aggregates per minute and hour), and
-//!   without it native range partitioning by time (partitions made ahead, old ones dropped by
-//!   the retention job) and `date_bin` where TimescaleDB would use `time_bucket`;
+//! - **PostgreSQL**, with TimescaleDB when the server can run it (in
+//!   `shared_preload_libraries`, not merely installed) and [`StoreOptions::timescaledb`]
+//!   allows it: telemetry a hypertable with daily chunks, compression after 7 days, retention by
+//!   whole chunks and continuous aggregates per minute and hour (real-time). Without it, native
+//!   range partitions by day (made ahead, old ones dropped by [`Store::maintain`]) and
+//!   `date_bin` views with the aggregates' names and columns. `layout` decides which, and
+//!   refuses before any migration, saying what to set, when the choice cannot be honoured;
 //! - **SQLite**, for one machine and the demo.
 //!
-//! Both pass the same contract tests (`tests/contract.rs`). What this crate does not do: MQTT,
-//! decoding bytes (the ingest hands it decoded messages), deciding prices (the CRM).
+//! All three (PostgreSQL, PostgreSQL with TimescaleDB, SQLite) pass the same contract tests
+//! (`tests/contract.rs`); `tests/timescale.rs` runs what only a hypertable does. What this
+//! crate does not do: MQTT, decoding bytes (the ingest hands it decoded messages), deciding prices (the CRM).
 //!
 //! Writes are idempotent on `(device_id, boot_id, seq)`: a message stored twice changes
 //! nothing the second time, so the ingest may acknowledge to the broker after the commit and
@@ -171,6 +175,24 @@ pub struct SamplePoint {
     pub value: f64,
 }
 
+/// One bucket of a signal's rollup: what charts and reports read instead of every sample.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Rollup {
+    /// The bucket's start (UTC, aligned to the minute or the hour).
+    pub bucket: DateTime<Utc>,
+    pub samples: i64,
+    pub avg: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// How wide a rollup's buckets are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Bucket {
+    Minute,
+    Hour,
+}
+
 /// A DTC appearing or clearing on a vehicle.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DtcEvent {
@@ -276,9 +298,9 @@ impl Store {
         Ok(Store::Sqlite(pool, options))
     }
 
-    /// Applies the migrations of this database kind (and, on PostgreSQL with the `timescaledb`
-    /// extension available, the TimescaleDB setup). Safe to run at every start and from
-    /// several instances at once.
+    /// Applies the migrations of this database kind (and, on PostgreSQL, telemetry's layout:
+    /// daily partitions or a TimescaleDB hypertable, as `layout` decides). Safe to run at every
+    /// start and from several instances at once.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
             Store::Postgres(pool, options) => pg::migrate(pool, options).await,
@@ -316,8 +338,9 @@ impl Store {
         }
     }
 
-    /// Creates time partitions ahead and drops those past retention (plain PostgreSQL), or
-    /// nothing (TimescaleDB policies, SQLite deletes old rows).
+    /// Retention and upkeep: on plain PostgreSQL makes the next days' partitions and drops
+    /// those past retention, on TimescaleDB drops the chunks past it, on SQLite deletes old
+    /// rows; everywhere prunes the dedupe keys past retention.
     pub async fn maintain(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
         match self {
             Store::Postgres(pool, options) => pg::maintain(pool, now, options).await,
@@ -344,6 +367,24 @@ impl Store {
         match self {
             Store::Postgres(pool, _) => pg::samples(pool, vin, signal, from, to).await,
             Store::Sqlite(pool, _) => sqlite::samples(pool, vin, signal, from, to).await,
+        }
+    }
+
+    /// A signal's samples for a vehicle in `[from, to)` (device time) rolled up per minute or
+    /// hour, oldest bucket first. On PostgreSQL this reads the `telemetry_minute` /
+    /// `telemetry_hour` continuous aggregates (TimescaleDB, real-time: materialized buckets plus
+    /// the rows not yet materialized) or their `date_bin` views; on SQLite it groups the rows.
+    pub async fn rollup(
+        &self,
+        vin: &str,
+        signal: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        bucket: Bucket,
+    ) -> Result<Vec<Rollup>, StoreError> {
+        match self {
+            Store::Postgres(pool, _) => pg::rollup(pool, vin, signal, from, to, bucket).await,
+            Store::Sqlite(pool, _) => sqlite::rollup(pool, vin, signal, from, to, bucket).await,
         }
     }
 

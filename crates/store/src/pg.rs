@@ -110,11 +110,13 @@ pub(crate) async fn maintain(
     now: DateTime<Utc>,
     options: &StoreOptions,
 ) -> Result<(), StoreError> {
+    let cutoff = model::retention_cutoff(now, options.retention_days);
     if telemetry_kind(pool).await?.as_deref() == Some("p") {
         maintain_partitions(pool, now, options).await?;
+    } else {
+        let dropped = timescale::drop_old_chunks(pool, cutoff).await?;
+        debug!(dropped, %cutoff, "chunks past retention dropped");
     }
-    // TimescaleDB's retention policy drops its chunks itself; the dedupe keys are ours.
-    let cutoff = model::retention_cutoff(now, options.retention_days);
     let pruned = sqlx::query("DELETE FROM messages WHERE received_at < $1")
         .bind(cutoff)
         .execute(pool)
@@ -738,6 +740,32 @@ pub(crate) async fn samples(
             })
         })
         .collect()
+}
+
+pub(crate) async fn rollup(
+    pool: &PgPool,
+    vin: &str,
+    signal: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    bucket: crate::Bucket,
+) -> Result<Vec<crate::Rollup>, StoreError> {
+    let view = match bucket {
+        crate::Bucket::Minute => "telemetry_minute",
+        crate::Bucket::Hour => "telemetry_hour",
+    };
+    let rows = sqlx::query_as::<_, crate::Rollup>(&format!(
+        "SELECT bucket, samples, avg_value AS avg, min_value AS min, max_value AS max
+         FROM {view} WHERE vin = $1 AND signal = $2 AND bucket >= $3 AND bucket < $4
+         ORDER BY bucket"
+    ))
+    .bind(vin)
+    .bind(signal)
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows)
 }
 
 pub(crate) async fn dtc_history(pool: &PgPool, vin: &str) -> Result<Vec<DtcEvent>, StoreError> {

@@ -438,6 +438,35 @@ pub(crate) async fn samples(
         .collect()
 }
 
+pub(crate) async fn rollup(
+    pool: &SqlitePool,
+    vin: &str,
+    signal: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    bucket: crate::Bucket,
+) -> Result<Vec<crate::Rollup>, StoreError> {
+    // Device times are RFC 3339 text in UTC: the bucket is the text cut to the minute or hour.
+    let format = match bucket {
+        crate::Bucket::Minute => "%Y-%m-%dT%H:%M:00+00:00",
+        crate::Bucket::Hour => "%Y-%m-%dT%H:00:00+00:00",
+    };
+    let rows = sqlx::query_as::<_, crate::Rollup>(
+        "SELECT strftime(?, device_time) AS bucket, count(*) AS samples, avg(value) AS avg,
+                min(value) AS min, max(value) AS max
+         FROM telemetry WHERE vin = ? AND signal = ? AND device_time >= ? AND device_time < ?
+         GROUP BY bucket ORDER BY bucket",
+    )
+    .bind(format)
+    .bind(vin)
+    .bind(signal)
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows)
+}
+
 pub(crate) async fn dtc_history(pool: &SqlitePool, vin: &str) -> Result<Vec<DtcEvent>, StoreError> {
     let rows = sqlx::query(
         "SELECT vin, ecu, code, kind, change, mil_on, device_time, received_at, freeze_frame

@@ -29,15 +29,16 @@ const ENABLE_COMPRESSION: &str = "ALTER TABLE telemetry SET (timescaledb.compres
 
 const COMPRESSION_POLICY: &str = "SELECT add_compression_policy('telemetry', compress_after => INTERVAL '7 days', if_not_exists => TRUE)";
 
-/// `$1`: retention in days.
-const RETENTION_POLICY: &str =
-    "SELECT add_retention_policy('telemetry', drop_after => make_interval(days => $1::int),
-                                 if_not_exists => TRUE)";
+/// Retention is [`crate::Store::maintain`]'s job on every layout (`drop_chunks` here), so one
+/// setting and one clock decide it; a policy an earlier build added goes.
+const NO_RETENTION_POLICY: &str = "SELECT remove_retention_policy('telemetry', if_exists => TRUE)";
 
 /// `WITH NO DATA`: the refresh policy fills it; a first refresh inside `CREATE` would make the
-/// statement slow at every start on a big table.
+/// statement slow at every start on a big table. Real-time (`materialized_only = false`): a
+/// read gets the materialized buckets plus the rows not materialized yet, so it always agrees
+/// with the raw rows.
 const MINUTE_AGGREGATE: &str = "CREATE MATERIALIZED VIEW IF NOT EXISTS telemetry_minute
-     WITH (timescaledb.continuous) AS
+     WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
      SELECT vin, signal, time_bucket(INTERVAL '1 minute', device_time) AS bucket,
             count(*) AS samples, avg(value) AS avg_value, min(value) AS min_value,
             max(value) AS max_value
@@ -50,7 +51,7 @@ const MINUTE_POLICY: &str = "SELECT add_continuous_aggregate_policy('telemetry_m
          schedule_interval => INTERVAL '1 minute', if_not_exists => TRUE)";
 
 const HOUR_AGGREGATE: &str = "CREATE MATERIALIZED VIEW IF NOT EXISTS telemetry_hour
-     WITH (timescaledb.continuous) AS
+     WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
      SELECT vin, signal, time_bucket(INTERVAL '1 hour', device_time) AS bucket,
             count(*) AS samples, avg(value) AS avg_value, min(value) AS min_value,
             max(value) AS max_value
@@ -83,9 +84,7 @@ pub(crate) async fn setup(
     sqlx::raw_sql(COMPRESSION_POLICY)
         .execute(&mut *conn)
         .await?;
-    let days = i32::try_from(options.retention_days).unwrap_or(i32::MAX);
-    sqlx::query(RETENTION_POLICY)
-        .bind(days)
+    sqlx::raw_sql(NO_RETENTION_POLICY)
         .execute(&mut *conn)
         .await?;
     for statement in [MINUTE_AGGREGATE, MINUTE_POLICY, HOUR_AGGREGATE, HOUR_POLICY] {
@@ -96,4 +95,18 @@ pub(crate) async fn setup(
         "TimescaleDB telemetry set up"
     );
     Ok(())
+}
+
+/// Drops the chunks wholly older than `cutoff` (retention, from [`crate::Store::maintain`]);
+/// how many went.
+pub(crate) async fn drop_old_chunks(
+    pool: &sqlx::PgPool,
+    cutoff: chrono::DateTime<chrono::Utc>,
+) -> Result<usize, StoreError> {
+    let dropped: Vec<String> =
+        sqlx::query_scalar("SELECT drop_chunks('telemetry', older_than => $1)::text")
+            .bind(cutoff)
+            .fetch_all(pool)
+            .await?;
+    Ok(dropped.len())
 }

@@ -1,276 +1,22 @@
-//! The store's contract, run against both databases: every check is one `async fn` taking a
-//! freshly migrated [`Db`], and each has a `pg_` and a `sqlite_` test.
+//! The store's contract, run against the three databases it supports: every check is one
+//! `async fn` taking a freshly migrated [`Db`], and each has a `pg_` (plain PostgreSQL: daily
+//! partitions), a `tsdb_` (PostgreSQL with TimescaleDB: a hypertable; the run's shared
+//! TimescaleDB server from `telltale_testdb`, `database.timescaledb = on`) and a `sqlite_` test.
+//! The TimescaleDB specifics (chunks, compression, the move from partitions) are in
+//! `tests/timescale.rs`.
 //!
 //! PostgreSQL: each test creates its own database `telltale_test_<random>` through the
 //! maintenance database at `TELLTALE_TEST_PG_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and drops it afterwards, also when the check
 //! fails. SQLite: a file in a temporary directory.
 
-use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+mod common;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sqlx::Connection;
-use telltale_store::{DeadLetter, Envelope, Store, StoreOptions, Uplink};
+use telltale_store::{Bucket, DeadLetter, Envelope, Store, StoreOptions, Uplink};
 use telltale_wire::v1;
 
-const VIN: &str = "WVWZZZ1JZXW000001";
-const DEV: &str = "dongle-1";
-/// 2025-06-01T12:00:00Z.
-const T0: i64 = 1_748_779_200_000;
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Backend {
-    Postgres,
-    Sqlite,
-}
-
-/// A migrated store on a database of its own.
-#[derive(Debug, Clone)]
-struct Db {
-    store: Store,
-    _cleanup: Arc<Cleanup>,
-}
-
-/// Removes the test's database when the last [`Db`] clone goes, also while a failed check
-/// unwinds: the SQLite directory goes with the `TempDir`, the PostgreSQL database is dropped
-/// from a thread of its own (no async in `Drop`).
-#[derive(Debug)]
-enum Cleanup {
-    Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres(String),
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let Cleanup::Postgres(name) = self else {
-            return;
-        };
-        let name = name.clone();
-        let dropper = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
-                    let _ = conn.close().await;
-                }
-            });
-        });
-        let _ = dropper.join();
-    }
-}
-
-fn admin_url() -> String {
-    std::env::var("TELLTALE_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-fn unique_name() -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = Utc::now().timestamp_subsec_nanos();
-    format!(
-        "telltale_test_{}_{}_{}",
-        std::process::id(),
-        nanos,
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-async fn open(backend: Backend, options: StoreOptions) -> Db {
-    match backend {
-        Backend::Sqlite => {
-            let Ok(dir) = tempfile::tempdir() else {
-                panic!("no temporary directory");
-            };
-            let url = format!("sqlite://{}", dir.path().join("store.db").display());
-            let store = match Store::connect(&url, options).await {
-                Ok(s) => s,
-                Err(e) => panic!("connect {url}: {e}"),
-            };
-            if let Err(e) = store.migrate().await {
-                panic!("migrate sqlite: {e}");
-            }
-            Db {
-                store,
-                _cleanup: Arc::new(Cleanup::Sqlite(dir)),
-            }
-        }
-        Backend::Postgres => {
-            let admin = admin_url();
-            let name = unique_name();
-            let mut conn = match sqlx::PgConnection::connect(&admin).await {
-                Ok(c) => c,
-                Err(e) => panic!("PostgreSQL at {admin} (set TELLTALE_TEST_PG_URL): {e}"),
-            };
-            if let Err(e) = sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await
-            {
-                panic!("create database {name}: {e}");
-            }
-            let _ = conn.close().await;
-            let cleanup = Arc::new(Cleanup::Postgres(name.clone()));
-            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-            let url = format!("{base}/{name}");
-            let store = match Store::connect(&url, options).await {
-                Ok(s) => s,
-                Err(e) => panic!("connect {url}: {e}"),
-            };
-            if let Err(e) = store.migrate().await {
-                panic!("migrate postgres: {e}");
-            }
-            Db {
-                store,
-                _cleanup: cleanup,
-            }
-        }
-    }
-}
-
-/// Runs a check on a fresh database; the database goes when the check ends or panics.
-async fn run<F, Fut>(backend: Backend, options: StoreOptions, check: F)
-where
-    F: FnOnce(Db) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    check(open(backend, options).await).await;
-}
-
-impl Db {
-    fn backend(&self) -> Backend {
-        match self.store {
-            Store::Postgres(..) => Backend::Postgres,
-            Store::Sqlite(..) => Backend::Sqlite,
-        }
-    }
-
-    async fn scalar(&self, sql: &str) -> i64 {
-        let r = match &self.store {
-            Store::Postgres(pool, _) => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await,
-            Store::Sqlite(pool, _) => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await,
-        };
-        match r {
-            Ok(n) => n,
-            Err(e) => panic!("{sql}: {e}"),
-        }
-    }
-
-    async fn count(&self, table: &str) -> i64 {
-        self.scalar(&format!("SELECT count(*) FROM {table}")).await
-    }
-
-    async fn ingest(&self, batch: &[Envelope]) -> telltale_store::IngestOutcome {
-        match self.store.ingest(batch).await {
-            Ok(o) => o,
-            Err(e) => panic!("ingest: {e}"),
-        }
-    }
-}
-
-fn at(ms: i64) -> DateTime<Utc> {
-    let Some(t) = DateTime::from_timestamp_millis(ms) else {
-        panic!("bad test time {ms}");
-    };
-    t
-}
-
-fn header(boot: u8, seq: u64, ms: i64) -> Option<v1::UplinkHeader> {
-    Some(v1::UplinkHeader {
-        device_id: DEV.into(),
-        boot_id: vec![boot; 16],
-        seq,
-        created_unix_ms: ms,
-    })
-}
-
-/// A telemetry batch whose samples are `(signal, value, device ms)`; received 2 s later.
-fn tele(boot: u8, seq: u64, samples: &[(&str, f64, i64)]) -> Envelope {
-    let made = samples.iter().map(|s| s.2).max().unwrap_or(T0);
-    Envelope {
-        device_id: DEV.into(),
-        received_at: at(made + 2_000),
-        message: Uplink::Telemetry(v1::TelemetryBatch {
-            header: header(boot, seq, made),
-            vin: VIN.into(),
-            samples: samples
-                .iter()
-                .map(|(signal, value, ms)| v1::Sample {
-                    signal: (*signal).into(),
-                    value: *value,
-                    device_unix_ms: *ms,
-                    service: 1,
-                    pid: 0x0D,
-                    ecu_can_id: 0x7E8,
-                    unit: "km/h".into(),
-                    text: String::new(),
-                })
-                .collect(),
-        }),
-    }
-}
-
-fn dtc(code: &str, kind: v1::DtcKind) -> v1::Dtc {
-    v1::Dtc {
-        code: code.into(),
-        kind: kind as i32,
-        ..Default::default()
-    }
-}
-
-/// A DTC report from ECU 0x7E8 made at `T0 + seq` minutes, received 1 s later.
-fn report(seq: u64, mil_on: bool, current: Vec<v1::Dtc>) -> Envelope {
-    let made = T0 + seq as i64 * 60_000;
-    Envelope {
-        device_id: DEV.into(),
-        received_at: at(made + 1_000),
-        message: Uplink::Dtc(v1::DtcReport {
-            header: header(1, seq, made),
-            vin: VIN.into(),
-            device_unix_ms: made,
-            ecus: vec![v1::EcuDtcs {
-                ecu_can_id: 0x7E8,
-                mil_on,
-                current,
-                ..Default::default()
-            }],
-            odometer_km: Some(123_456.7),
-            reason: v1::DtcReportReason::Changed as i32,
-            ..Default::default()
-        }),
-    }
-}
-
-fn status(presence: v1::Presence, received_ms: i64) -> Envelope {
-    Envelope {
-        device_id: DEV.into(),
-        received_at: at(received_ms),
-        message: Uplink::Status(v1::Status {
-            header: header(1, 0, received_ms),
-            presence: presence as i32,
-            agent_version: "0.1.0".into(),
-            ..Default::default()
-        }),
-    }
-}
-
-fn lead_keys(leads: &[telltale_store::OutboxLead]) -> Vec<String> {
-    leads.iter().map(|l| l.idempotency_key.clone()).collect()
-}
-
-async fn due(db: &Db, now: DateTime<Utc>) -> Vec<telltale_store::OutboxLead> {
-    match db.store.due_leads(now, 100).await {
-        Ok(l) => l,
-        Err(e) => panic!("due_leads: {e}"),
-    }
-}
+use common::*;
 
 // ---- checks ----
 
@@ -799,6 +545,65 @@ async fn partitions_made_by_migrate(db: Db) {
     );
 }
 
+async fn rollups_agree_with_the_raw_rows(db: Db) {
+    // Two hours of speed, a sample every 20 s with a value that walks, another signal and
+    // another vehicle beside it that must not leak in.
+    let mut samples = Vec::new();
+    for i in 0..360i64 {
+        samples.push((
+            "Vehicle.Speed",
+            ((i * 37) % 120) as f64 + 0.5,
+            T0 + i * 20_000,
+        ));
+        samples.push((
+            "Vehicle.Powertrain.CombustionEngine.Speed",
+            800.0 + i as f64,
+            T0 + i * 20_000,
+        ));
+    }
+    for (seq, chunk) in samples.chunks(90).enumerate() {
+        db.ingest(&[tele(1, seq as u64 + 1, chunk)]).await;
+    }
+    let mut other = tele(2, 1, &[("Vehicle.Speed", 999.0, T0 + 30_000)]);
+    if let Uplink::Telemetry(b) = &mut other.message {
+        b.vin = "JH4KA7650MC000001".into();
+    }
+    db.ingest(&[other]).await;
+
+    for (bucket, width_ms) in [(Bucket::Minute, 60_000i64), (Bucket::Hour, 3_600_000)] {
+        let Ok(got) = db
+            .store
+            .rollup(VIN, "Vehicle.Speed", at(T0), at(T0 + 2 * 3_600_000), bucket)
+            .await
+        else {
+            panic!("rollup {bucket:?}");
+        };
+        // The same figures worked out from the samples themselves.
+        let mut want: std::collections::BTreeMap<i64, Vec<f64>> = Default::default();
+        for (signal, v, t) in &samples {
+            if *signal == "Vehicle.Speed" {
+                want.entry(t - (t - T0).rem_euclid(width_ms))
+                    .or_default()
+                    .push(*v);
+            }
+        }
+        assert_eq!(got.len(), want.len(), "{bucket:?}: {got:?}");
+        for (r, (start, values)) in got.iter().zip(&want) {
+            assert_eq!(r.bucket, at(*start), "{bucket:?}");
+            assert_eq!(r.samples, values.len() as i64, "{bucket:?} at {start}");
+            let avg = values.iter().sum::<f64>() / values.len() as f64;
+            assert!(
+                (r.avg - avg).abs() < 1e-9,
+                "{bucket:?} avg {} vs {avg}",
+                r.avg
+            );
+            let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            assert_eq!((r.min, r.max), (min, max), "{bucket:?} at {start}");
+        }
+    }
+}
+
 async fn times_stay_utc_with_device_time_beside(db: Db) {
     // The device clock runs 5 minutes behind the cloud.
     let device_ms = T0 + 123;
@@ -911,7 +716,7 @@ fn pending_leads() -> StoreOptions {
 
 // ---- one test per check and database ----
 
-use Backend::{Postgres as Pg, Sqlite as Lite};
+use Backend::{Postgres as Pg, Sqlite as Lite, Timescale as Tsdb};
 
 #[tokio::test]
 async fn pg_migrate_twice() {
@@ -1083,4 +888,89 @@ async fn sqlite_in_memory_keeps_one_database() {
 async fn unknown_url_is_refused() {
     let r = Store::connect("mysql://localhost/x", opts()).await;
     assert!(matches!(r, Err(telltale_store::StoreError::BadUrl(u)) if u == "mysql://localhost/x"));
+}
+
+#[tokio::test]
+async fn pg_rollups_agree_with_the_raw_rows() {
+    run(Pg, opts(), rollups_agree_with_the_raw_rows).await
+}
+#[tokio::test]
+async fn sqlite_rollups_agree_with_the_raw_rows() {
+    run(Lite, opts(), rollups_agree_with_the_raw_rows).await
+}
+
+// ---- the same checks on PostgreSQL with TimescaleDB ----
+
+#[tokio::test]
+async fn tsdb_rollups_agree_with_the_raw_rows() {
+    run(Tsdb, opts(), rollups_agree_with_the_raw_rows).await
+}
+
+#[tokio::test]
+async fn tsdb_migrate_twice() {
+    run(Tsdb, opts(), migrate_twice).await
+}
+#[tokio::test]
+async fn tsdb_ingest_then_query() {
+    run(Tsdb, opts(), ingest_then_query).await
+}
+#[tokio::test]
+async fn tsdb_same_batch_twice() {
+    run(Tsdb, opts(), same_batch_twice).await
+}
+#[tokio::test]
+async fn tsdb_redelivery_inside_a_new_batch() {
+    run(Tsdb, opts(), redelivery_inside_a_new_batch).await
+}
+#[tokio::test]
+async fn tsdb_dtc_lifecycle_and_leads() {
+    run(Tsdb, opts(), dtc_lifecycle_and_leads).await
+}
+#[tokio::test]
+async fn tsdb_mil_on_raises_a_lead() {
+    run(Tsdb, opts(), mil_on_raises_a_lead).await
+}
+#[tokio::test]
+async fn tsdb_pending_without_lead() {
+    run(Tsdb, opts(), pending_without_lead).await
+}
+#[tokio::test]
+async fn tsdb_pending_with_lead_when_configured() {
+    run(Tsdb, pending_leads(), pending_with_lead_when_configured).await
+}
+#[tokio::test]
+async fn tsdb_a_drained_status_reveals_the_boots_tail() {
+    run(Tsdb, opts(), a_drained_status_reveals_the_boots_tail).await
+}
+#[tokio::test]
+async fn tsdb_gaps_recorded_filled_and_split() {
+    run(Tsdb, opts(), gaps_recorded_filled_and_split).await
+}
+#[tokio::test]
+async fn tsdb_status_sets_presence() {
+    run(Tsdb, opts(), status_sets_presence).await
+}
+#[tokio::test]
+async fn tsdb_dead_letters_round_trip() {
+    run(Tsdb, opts(), dead_letters_round_trip).await
+}
+#[tokio::test]
+async fn tsdb_outbox_retry_and_sent() {
+    run(Tsdb, opts(), outbox_retry_and_sent).await
+}
+#[tokio::test]
+async fn tsdb_maintain_honours_retention() {
+    run(Tsdb, short_retention(), maintain_honours_retention).await
+}
+#[tokio::test]
+async fn tsdb_times_stay_utc_with_device_time_beside() {
+    run(Tsdb, opts(), times_stay_utc_with_device_time_beside).await
+}
+#[tokio::test]
+async fn tsdb_info_updates_vehicle_and_device() {
+    run(Tsdb, opts(), info_updates_vehicle_and_device).await
+}
+#[tokio::test]
+async fn tsdb_concurrent_redelivery_stores_once() {
+    run(Tsdb, opts(), concurrent_redelivery_stores_once).await
 }
