@@ -1,7 +1,9 @@
 //! `telltale-ingest` end to end: the real binary between a real Mosquitto and a real
-//! PostgreSQL (each test on a database of its own; the restart test on a private server).
+//! database (each test on a database of its own; the restart test on a private server).
 //! From the simulator and the agent to rows; the ingest killed mid-batch; the database crashed
-//! under load; bad messages; two instances on one shared subscription.
+//! under load; bad messages; two instances on one shared subscription. Each runs on plain
+//! PostgreSQL and on PostgreSQL with TimescaleDB (telemetry a hypertable), and where one
+//! machine is the deployment (the kill, bad messages) on SQLite too.
 //!
 //! "Every sample once" is checked on the rows: the `messages` table holds each (device, boot,
 //! seq) once by its key, and the telemetry table has no key, so a double write would show as
@@ -11,7 +13,7 @@ use std::time::Duration;
 
 use telltale_e2e::ingest::{Ingest, until_subscribed, wait_count};
 use telltale_e2e::mqtt::{Broker, Collector};
-use telltale_e2e::pg::{Database, Server};
+use telltale_e2e::pg::{Database, Rows, Server, SqliteFile, timescale_admin_url};
 use telltale_e2e::rig::{AgentRig, make_certs, repo, simulator};
 use telltale_e2e::uplink::Car;
 use telltale_e2e::{free_port, wait_for};
@@ -24,7 +26,7 @@ const BROKER: &str = "max_inflight_messages 1000\nmax_queued_messages 1000000\n"
 
 /// Checks that every telemetry message of `devices` (seqs 1..=n, `samples` each) is stored
 /// exactly once.
-fn assert_each_sample_once(db: &Database, devices: &[&Car], n: u64, samples: i64) {
+fn assert_each_sample_once(db: &dyn Rows, devices: &[&Car], n: u64, samples: i64) {
     for car in devices {
         let d = &car.device;
         assert_eq!(
@@ -66,14 +68,41 @@ fn assert_each_sample_once(db: &Database, devices: &[&Car], n: u64, samples: i64
     }
 }
 
+/// A database of its own on the TimescaleDB server the tests share.
+fn on_timescaledb() -> Database {
+    Database::create_on(&timescale_admin_url())
+}
+
+/// Checks that the ingest made telemetry a hypertable (TimescaleDB loaded, `auto`).
+fn assert_hypertable(db: &Database) {
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM timescaledb_information.hypertables \
+             WHERE hypertable_name = 'telemetry'"
+        ),
+        1,
+        "telemetry is not a hypertable"
+    );
+}
+
 #[test]
-fn agent_and_simulator_to_rows() {
+fn agent_and_simulator_to_rows_on_postgres() {
+    agent_and_simulator_to_rows(&Database::create());
+}
+
+#[test]
+fn agent_and_simulator_to_rows_on_timescaledb() {
+    let db = on_timescaledb();
+    agent_and_simulator_to_rows(&db);
+    assert_hypertable(&db);
+}
+
+fn agent_and_simulator_to_rows(db: &Database) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = Database::create();
     let broker = Broker::start_with(BROKER);
     let ingest = Ingest::start(&broker, &db.url, "ingest-e2e-agent", &[]);
     let publisher = Collector::start(broker.port, "probe-agent", "test/nothing");
-    until_subscribed(&publisher, &db, "probe-agent");
+    until_subscribed(&publisher, db, "probe-agent");
 
     // At 400x the catalyst scenario sets P0420 pending after ~0.7 s and stored after ~2 s.
     let (_sim, link) = simulator(dir.path(), "catalyst", "400");
@@ -161,12 +190,27 @@ fn agent_and_simulator_to_rows() {
 }
 
 #[test]
-fn ingest_killed_mid_batch_stores_every_sample_once() {
-    let db = Database::create();
+fn killed_mid_batch_on_postgres() {
+    ingest_killed_mid_batch_stores_every_sample_once(&Database::create());
+}
+
+#[test]
+fn killed_mid_batch_on_timescaledb() {
+    let db = on_timescaledb();
+    ingest_killed_mid_batch_stores_every_sample_once(&db);
+    assert_hypertable(&db);
+}
+
+#[test]
+fn killed_mid_batch_on_sqlite() {
+    ingest_killed_mid_batch_stores_every_sample_once(&SqliteFile::create());
+}
+
+fn ingest_killed_mid_batch_stores_every_sample_once(db: &dyn Rows) {
     let broker = Broker::start_with(BROKER);
-    let mut ingest = Ingest::start(&broker, &db.url, "ingest-e2e-kill", &[]);
+    let mut ingest = Ingest::start(&broker, db.url(), "ingest-e2e-kill", &[]);
     let publisher = Collector::start(broker.port, "pub-kill", "test/nothing");
-    until_subscribed(&publisher, &db, "probe-kill");
+    until_subscribed(&publisher, db, "probe-kill");
 
     const N: u64 = 3000;
     const SAMPLES: usize = 5;
@@ -203,15 +247,23 @@ fn ingest_killed_mid_batch_stores_every_sample_once() {
 
     // Same client id: the broker kept the session, with what was delivered but not
     // acknowledged and what arrived meanwhile.
-    let ingest = Ingest::start(&broker, &db.url, "ingest-e2e-kill", &[]);
-    wait_count(&db, stored, total, Duration::from_secs(120), &ingest);
+    let ingest = Ingest::start(&broker, db.url(), "ingest-e2e-kill", &[]);
+    wait_count(db, stored, total, Duration::from_secs(120), &ingest);
     let refs: Vec<&Car> = cars.iter().collect();
-    assert_each_sample_once(&db, &refs, N, SAMPLES as i64);
+    assert_each_sample_once(db, &refs, N, SAMPLES as i64);
 }
 
 #[test]
-fn database_crash_under_load_loses_nothing() {
-    let server = Server::start();
+fn database_crash_under_load_loses_nothing_on_postgres() {
+    database_crash_under_load_loses_nothing(&Server::start(), false);
+}
+
+#[test]
+fn database_crash_under_load_loses_nothing_on_timescaledb() {
+    database_crash_under_load_loses_nothing(&Server::start_timescale(), true);
+}
+
+fn database_crash_under_load_loses_nothing(server: &Server, hypertable: bool) {
     let db = Database::create_on(&server.admin_url());
     let broker = Broker::start_with(BROKER);
     let mut ingest = Ingest::start(&broker, &db.url, "ingest-e2e-pgcrash", &[]);
@@ -241,15 +293,33 @@ fn database_crash_under_load_loses_nothing() {
     wait_count(&db, stored, N as i64, Duration::from_secs(120), &ingest);
     ingest.process.assert_running();
     assert_each_sample_once(&db, &[&car], N, 4);
+    if hypertable {
+        assert_hypertable(&db);
+    }
 }
 
 #[test]
-fn bad_messages_become_dead_letters_and_the_rest_flows() {
-    let db = Database::create();
+fn bad_messages_on_postgres() {
+    bad_messages_become_dead_letters_and_the_rest_flows(&Database::create());
+}
+
+#[test]
+fn bad_messages_on_timescaledb() {
+    let db = on_timescaledb();
+    bad_messages_become_dead_letters_and_the_rest_flows(&db);
+    assert_hypertable(&db);
+}
+
+#[test]
+fn bad_messages_on_sqlite() {
+    bad_messages_become_dead_letters_and_the_rest_flows(&SqliteFile::create());
+}
+
+fn bad_messages_become_dead_letters_and_the_rest_flows(db: &dyn Rows) {
     let broker = Broker::start_with(BROKER);
-    let ingest = Ingest::start(&broker, &db.url, "ingest-e2e-bad", &[]);
+    let ingest = Ingest::start(&broker, db.url(), "ingest-e2e-bad", &[]);
     let publisher = Collector::start(broker.port, "pub-bad", "test/nothing");
-    until_subscribed(&publisher, &db, "probe-bad");
+    until_subscribed(&publisher, db, "probe-bad");
 
     let a = Car::new("car-a", [0xA; 16], "WVWZZZ1JZXW000001");
     let b = Car::new("car-b", [0xB; 16], "WVWZZZ1JZXW000002");
@@ -284,7 +354,7 @@ fn bad_messages_become_dead_letters_and_the_rest_flows() {
         "a message on another device's topic is not stored as either"
     );
     let reasons = db.rows(
-        "SELECT topic || ' ' || octet_length(payload) || ' ' || reason FROM dead_letters \
+        "SELECT topic || ' ' || length(payload) || ' ' || reason FROM dead_letters \
          ORDER BY id",
     );
     assert_eq!(reasons.len(), 3, "{reasons:?}");
@@ -304,8 +374,18 @@ fn bad_messages_become_dead_letters_and_the_rest_flows() {
 }
 
 #[test]
-fn two_instances_split_a_shared_subscription() {
-    let db = Database::create();
+fn two_instances_split_a_shared_subscription_on_postgres() {
+    two_instances_split_a_shared_subscription(&Database::create());
+}
+
+#[test]
+fn two_instances_split_a_shared_subscription_on_timescaledb() {
+    let db = on_timescaledb();
+    two_instances_split_a_shared_subscription(&db);
+    assert_hypertable(&db);
+}
+
+fn two_instances_split_a_shared_subscription(db: &Database) {
     let broker = Broker::start_with(BROKER);
     let first = Ingest::start(&broker, &db.url, "ingest-e2e-share-1", &[]);
     let second = Ingest::start(
@@ -316,7 +396,7 @@ fn two_instances_split_a_shared_subscription() {
     );
     let publisher = Collector::start(broker.port, "pub-share", "test/nothing");
     // Each instance stores a probe of its own only once both subscribed.
-    until_subscribed(&publisher, &db, "probe-share");
+    until_subscribed(&publisher, db, "probe-share");
     wait_for(
         "the second instance subscribed",
         Duration::from_secs(30),
@@ -341,14 +421,14 @@ fn two_instances_split_a_shared_subscription() {
     }
     let total = (N * cars.len() as u64) as i64;
     wait_count(
-        &db,
+        db,
         "SELECT count(*) FROM messages WHERE kind = 'telemetry'",
         total,
         Duration::from_secs(60),
         &first,
     );
     let refs: Vec<&Car> = cars.iter().collect();
-    assert_each_sample_once(&db, &refs, N, 2);
+    assert_each_sample_once(db, &refs, N, 2);
     let (one, two) = (
         first.metric("telltale_ingest_samples_total"),
         second.metric("telltale_ingest_samples_total"),
