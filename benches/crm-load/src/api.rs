@@ -3,8 +3,9 @@
 //!
 //! Per backend and round: a fresh database (a scratch PostgreSQL database, or an SQLite file),
 //! the release `telltale-crm serve` on it, tokens, one shop, `seed` leads made through
-//! `CreateLead` (not measured), then each call for a fixed time by `workers` concurrent
-//! requests spread over `connections` HTTP/2 connections:
+//! `CreateLead` (not measured; PostgreSQL then `ANALYZE`d, as autovacuum would have done on a
+//! server in service), then each call for a fixed time by `workers` concurrent requests spread
+//! over `connections` HTTP/2 connections:
 //!
 //! - `health`: the gRPC health check; the server answers it from memory, so it is the ceiling
 //!   for everything that goes through tonic on this machine (client included).
@@ -442,6 +443,12 @@ async fn one_backend(
             channels.push(crm.channel().await?);
         }
         let seeded = seed(&channels, &integration, opts.seed.max(1), opts.workers).await?;
+        // Statistics, as autovacuum keeps them on a server in service: on a table filled a
+        // moment ago the planner guesses a handful of rows and may sort them all for a page.
+        if let Some(s) = &scratch {
+            let mut conn = s.connect().await?;
+            sqlx::query("ANALYZE").execute(&mut conn).await.context("ANALYZE")?;
+        }
         let target = Arc::new(Target {
             channels,
             advisor,

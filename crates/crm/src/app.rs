@@ -283,6 +283,16 @@ impl Crm {
         if codes.is_empty() && matches!(reason, Reason::ConfirmedDtc | Reason::PendingDtc) {
             return Err(AppError::Invalid("a DTC lead needs its code".into()));
         }
+        // A key seen before gets its lead back at once: a retry (the ingest resends after a
+        // lost answer) costs one query, not the routing and pricing a new lead needs. The
+        // transaction below still decides for concurrent first calls.
+        if let Some(lead) = self.db.lead_for_key(&who.tenant, key).await? {
+            return Ok(Created {
+                lead,
+                created: false,
+                updated: false,
+            });
+        }
         let known = match self.db.vehicle(&who.tenant, &vin).await {
             Ok(v) => Some(v),
             Err(DbError::NotFound(_)) => None,

@@ -433,6 +433,19 @@ impl Db {
         })
     }
 
+    /// The lead a client key already made, in one round trip; `None` for a new key.
+    pub async fn lead_for_key(&self, tenant: &str, key: &str) -> Result<Option<Lead>, DbError> {
+        let row = sqlx::query(&format!(
+            "SELECT {LEAD_COLUMNS} FROM leads WHERE tenant_id = $1 AND id =
+                 (SELECT lead_id FROM lead_keys WHERE tenant_id = $1 AND client_key = $2)"
+        ))
+        .bind(tenant)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(lead_from_row).transpose()
+    }
+
     pub async fn lead(&self, tenant: &str, id: &str) -> Result<Lead, DbError> {
         let mut conn = self.pool.acquire().await?;
         lead_in(&mut conn, tenant, id).await

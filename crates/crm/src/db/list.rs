@@ -60,10 +60,13 @@ impl Db {
         if let Some((created, id)) = &filter.after {
             ints.push(*created);
             texts.push(id.clone());
+            // A row-value comparison, so the index on (tenant_id, created_ms, id) bounds the
+            // scan: with `created_ms < x OR (created_ms = x AND id < y)` PostgreSQL walked the
+            // index from the newest lead and filtered, and page n cost n pages.
             clauses.push((
                 true,
                 format!(
-                    "(created_ms < $I{i} OR (created_ms = $I{i} AND id < $T{t}))",
+                    "(created_ms, id) < ($I{i}, $T{t})",
                     i = ints.len(),
                     t = texts.len()
                 ),

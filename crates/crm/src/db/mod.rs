@@ -84,7 +84,13 @@ impl Db {
                 url.split(':').next().unwrap_or("")
             )));
         };
-        let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5));
+        // No ping before each acquire: it is a round trip of its own (a `Sync` on PostgreSQL),
+        // which doubled the database round trips of every call (the CRM benchmark,
+        // `benches/crm-load`). A connection that died while idle fails its next query, the
+        // caller gets UNAVAILABLE and may retry, and the pool replaces the connection.
+        let options = AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(5))
+            .test_before_acquire(false);
         let pool = match backend {
             Backend::Postgres => {
                 // The schema must exist before a connection can make it its search path.
