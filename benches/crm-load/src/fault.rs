@@ -196,7 +196,7 @@ async fn watch(crm: &Crm, token: &str) -> anyhow::Result<Seen> {
 }
 
 /// Subscribes to every car's DTC reports; per (VIN, code), the `device_unix_ms` of the first
-/// report that holds the code as stored (confirmed).
+/// report that holds the code as confirmed.
 async fn observe_reports(
     broker_port: u16,
 ) -> anyhow::Result<Arc<Mutex<HashMap<(String, String), f64>>>> {
@@ -229,15 +229,12 @@ async fn observe_reports(
                         continue;
                     };
                     let Ok(mut s) = out.lock() else { continue };
-                    // The first report whose current set holds the code as stored: what the
-                    // store compares with its own state to raise the lead (the agent's
-                    // `appeared` is against its own baseline, which may differ).
+                    // The first report whose current set holds the code as confirmed (stored,
+                    // or UDS with its confirmed bit): what the store compares with its own
+                    // state to raise the lead (the agent's `appeared` is against its own
+                    // baseline, which may differ).
                     for ecu in &report.ecus {
-                        for d in ecu
-                            .current
-                            .iter()
-                            .filter(|d| d.kind == v1::DtcKind::Stored as i32)
-                        {
+                        for d in ecu.current.iter().filter(|d| d.is_confirmed()) {
                             s.entry((report.vin.clone(), d.code.clone()))
                                 .or_insert(report.device_unix_ms as f64);
                         }
@@ -603,22 +600,6 @@ fn line(run: &Run) -> String {
 /// Runs every round: each variant's chain, then the CRM alone.
 pub async fn run(opts: &Options, mut progress: impl FnMut(&str)) -> anyhow::Result<Report> {
     telltale_load::db::reachable(&opts.pg_admin_url, Duration::from_secs(5)).await?;
-    // The shared server may not take the ingest (see `pgserver`): then a private one does.
-    let private = if crate::pgserver::timescale_trap(&opts.pg_admin_url).await? {
-        progress(
-            "TimescaleDB is installed but not preloaded on the shared PostgreSQL (the store's \
-             migration would die there, issue 15): using a private cluster with it preloaded",
-        );
-        Some(crate::pgserver::PgServer::start()?)
-    } else {
-        None
-    };
-    let mut opts = opts.clone();
-    if let Some(p) = &private {
-        opts.pg_admin_url = p.admin_url();
-        telltale_load::db::reachable(&opts.pg_admin_url, Duration::from_secs(30)).await?;
-    }
-    let opts = &opts;
     let loadavg_before = telltale_load::proc::loadavg();
     let mut runs = Vec::new();
     let count = opts.vehicles * opts.faults_per_vehicle.min(crate::crm::CODES.len());
@@ -652,11 +633,7 @@ pub async fn run(opts: &Options, mut progress: impl FnMut(&str)) -> anyhow::Resu
         })
         .collect();
     Ok(Report {
-        database: if private.is_some() {
-            "a private PostgreSQL 15 cluster with TimescaleDB preloaded".into()
-        } else {
-            "the shared PostgreSQL".into()
-        },
+        database: opts.pg_admin_url.clone(),
         vehicles: opts.vehicles,
         faults_per_vehicle: opts.faults_per_vehicle,
         time_scale: opts.time_scale,

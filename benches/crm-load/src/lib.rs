@@ -17,8 +17,7 @@
 //! The pieces: [`load`] (the closed-loop load driver), [`stats`] (percentiles and medians),
 //! [`process`] (child processes with their logs), [`crm`] (the CRM as a process, its tokens
 //! and a shop), [`cars`] (simulated cars with a scripted fault timeline and their agents),
-//! [`report`] (the tables), [`pgserver`] (a private PostgreSQL when the shared one cannot take
-//! the ingest).
+//! and [`report`] (the tables).
 //!
 //! What it does not do: measure TLS, several CRM replicas, or the owner's quote page.
 
@@ -27,7 +26,6 @@ pub mod cars;
 pub mod crm;
 pub mod fault;
 pub mod load;
-pub mod pgserver;
 pub mod process;
 pub mod report;
 pub mod stats;

@@ -383,19 +383,6 @@ pub(crate) fn kind_name(kind: i32) -> &'static str {
     }
 }
 
-/// ISO 14229 DTC status bit 3, confirmedDTC.
-const UDS_CONFIRMED: u32 = 0x08;
-
-/// Whether a code is a confirmed fault worth a lead: a stored (mode 03) code, or a UDS code
-/// with its confirmed bit set.
-fn is_confirmed(dtc: &v1::Dtc) -> bool {
-    match v1::DtcKind::try_from(dtc.kind) {
-        Ok(v1::DtcKind::Stored) => true,
-        Ok(v1::DtcKind::Uds) => dtc.uds_status & UDS_CONFIRMED != 0,
-        _ => false,
-    }
-}
-
 fn freeze_frame_json(frame: &v1::FreezeFrame) -> Value {
     let values: Vec<Value> = frame
         .values
@@ -751,7 +738,7 @@ fn apply_dtc_report(
             let mut stored: Vec<&str> = lit
                 .iter()
                 .flat_map(|e| e.current.iter())
-                .filter(|d| is_confirmed(d))
+                .filter(|d| d.is_confirmed())
                 .map(|d| d.code.as_str())
                 .collect();
             stored.sort_unstable();
@@ -848,7 +835,7 @@ fn raise_lead(
     occurrence: i64,
     options: &StoreOptions,
 ) {
-    let (reason, key) = if is_confirmed(dtc) {
+    let (reason, key) = if dtc.is_confirmed() {
         ("confirmed", format!("{vin}:{}:{occurrence}", dtc.code))
     } else if options.leads_for_pending && dtc.kind == v1::DtcKind::Pending as i32 {
         // Its own key: a pending lead must not swallow the confirmed one that often follows.

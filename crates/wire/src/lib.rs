@@ -15,6 +15,21 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/telltale.v1.rs"));
 }
 
+impl v1::Dtc {
+    /// ISO 14229 DTC status bit 3, confirmedDTC.
+    pub const UDS_CONFIRMED: u32 = 0x08;
+
+    /// Whether the code is a confirmed fault (the kind that raises a lead): a stored code
+    /// (J1979 service 03), or a UDS code with its confirmedDTC status bit set.
+    pub fn is_confirmed(&self) -> bool {
+        match v1::DtcKind::try_from(self.kind) {
+            Ok(v1::DtcKind::Stored) => true,
+            Ok(v1::DtcKind::Uds) => self.uds_status & Self::UDS_CONFIRMED != 0,
+            _ => false,
+        }
+    }
+}
+
 /// The CRM's gRPC API.
 pub mod crm {
     /// Messages and services of `proto/telltale/crm/v1`: `LeadService`, `QuoteService` and
