@@ -45,13 +45,8 @@ enum Command {
 
 #[derive(Debug, Clone, Args)]
 struct Common {
-    /// PostgreSQL to make scratch databases on (needs CREATE DATABASE).
-    #[arg(
-        long,
-        env = "TELLTALE_TEST_PG_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pg_url: String,
+    #[command(flatten)]
+    pg: telltale_load::db::PgUrl,
     /// The telltale-crm binary (default: the one next to this executable).
     #[arg(long)]
     crm_bin: Option<PathBuf>,
@@ -160,7 +155,7 @@ async fn api_bench(a: ApiArgs) -> anyhow::Result<bool> {
     }
     let opts = api::Options {
         crm_bin: a.common.crm_bin.unwrap_or_else(|| sibling("telltale-crm")),
-        pg_admin_url: a.common.pg_url,
+        pg_admin_url: a.common.pg.url,
         backends: a.backends,
         calls: a.calls,
         rounds: a.common.rounds,
@@ -215,7 +210,7 @@ async fn fault_bench(f: FaultArgs) -> anyhow::Result<bool> {
             sim: f.sim_bin.unwrap_or_else(|| sibling("firmware-sim")),
             agent: f.agent_bin.unwrap_or_else(|| sibling("telltale-agent")),
         },
-        pg_admin_url: f.common.pg_url,
+        pg_admin_url: f.common.pg.url,
         variants,
         direct: !f.no_direct,
         rounds: f.common.rounds,

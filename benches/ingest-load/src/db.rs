@@ -206,3 +206,16 @@ mod tests {
         assert_eq!(f("nonsense"), None);
     }
 }
+
+/// The `--pg-url` option every benchmark takes: the PostgreSQL server to make scratch
+/// databases on (its user needs CREATE DATABASE).
+#[derive(Debug, Clone, clap::Args)]
+pub struct PgUrl {
+    /// PostgreSQL to make scratch databases on (needs CREATE DATABASE).
+    #[arg(
+        long = "pg-url",
+        env = "TELLTALE_TEST_PG_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub url: String,
+}

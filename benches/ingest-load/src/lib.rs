@@ -14,16 +14,20 @@
 //! - [`store_batches`]: the store's write path alone, UNNEST against COPY, part (d).
 //! - [`bench`](mod@bench): the harness that runs the parts in rounds, with medians and ratios;
 //!   [`report`] renders them.
+//! - [`footprint`]: bytes per sample on disk in plain PostgreSQL, TimescaleDB (before and
+//!   after compression) and SQLite (`telltale-load footprint`).
 //! - [`broker`], [`ingest`], [`db`], [`proc`]: a Mosquitto of its own, the ingest process and
 //!   its metrics, scratch databases and the checks on them, CPU and load from `/proc`.
 //!
-//! What it does not do: measure TLS, several ingest instances, or TimescaleDB (none here).
+//! What it does not do: measure TLS, several ingest instances, or the ingest's speed on
+//! TimescaleDB (its footprint, yes).
 
 pub mod bench;
 pub mod broker;
 pub mod copy;
 pub mod db;
 pub mod fleet;
+pub mod footprint;
 pub mod generate;
 pub mod ingest;
 pub mod naive;

@@ -36,6 +36,24 @@ enum Command {
         #[command(flatten)]
         fleet: FleetArgs,
     },
+    /// Bytes per sample on disk: the fleet's telemetry stored through the store into plain
+    /// PostgreSQL, TimescaleDB (before and after compression) and SQLite.
+    Footprint {
+        #[command(flatten)]
+        fleet: FleetArgs,
+        #[command(flatten)]
+        pg: telltale_load::db::PgUrl,
+        /// A PostgreSQL with TimescaleDB loaded (shared_preload_libraries) to make a scratch
+        /// database on; without it TimescaleDB is reported as not measured.
+        #[arg(long)]
+        tsdb_url: Option<String>,
+        /// Messages per store call, as the ingest's batches.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// The naive ingester alone: one INSERT per sample, autocommit (runs until killed).
     Naive {
         #[arg(long)]
@@ -112,13 +130,8 @@ struct BenchArgs {
     /// Parts to run (comma-separated): ingest, copy, naive, store.
     #[arg(long, value_delimiter = ',', default_value = "ingest,copy,naive,store")]
     only: Vec<Part>,
-    /// PostgreSQL to make scratch databases on (needs CREATE DATABASE).
-    #[arg(
-        long,
-        env = "TELLTALE_TEST_PG_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pg_url: String,
+    #[command(flatten)]
+    pg: telltale_load::db::PgUrl,
     /// The telltale-ingest binary (default: the one next to this executable).
     #[arg(long)]
     ingest_bin: Option<PathBuf>,
@@ -172,7 +185,7 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<bool> {
         inflight: args.fleet.inflight,
         rounds: args.rounds.max(1),
         parts: args.only.clone(),
-        admin_url: args.pg_url.clone(),
+        admin_url: args.pg.url.clone(),
         ingest: IngestConfig {
             binary,
             mqtt_url: String::new(),
@@ -220,6 +233,28 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 "{}",
                 serde_json::to_string_pretty(&report).context("report as JSON")?
             );
+            Ok(true)
+        }
+        Some(Command::Footprint {
+            fleet,
+            pg,
+            tsdb_url,
+            batch,
+            json,
+        }) => {
+            let opts = telltale_load::footprint::Options {
+                fleet: fleet.fleet()?,
+                pg_admin_url: pg.url,
+                tsdb_admin_url: tsdb_url,
+                batch,
+            };
+            let report = telltale_load::footprint::run(&opts, |l| eprintln!("{l}")).await?;
+            print!("{}", telltale_load::footprint::render(&report));
+            if let Some(path) = &json {
+                let text = serde_json::to_string_pretty(&report).context("report as JSON")?;
+                std::fs::write(path, text)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
             Ok(true)
         }
         Some(Command::Naive {

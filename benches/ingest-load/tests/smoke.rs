@@ -134,3 +134,60 @@ async fn count(url: &str) -> (u64, u64, u64, u64) {
     let get = |i: usize| row.get::<i64, _>(i).unsigned_abs();
     (get(0), get(1), get(2), keys.unsigned_abs())
 }
+
+/// `telltale-load footprint` at smoke size on all three databases (TimescaleDB: the cluster
+/// the tests share): every sample stored once in each, and compression makes the hypertable
+/// smaller. Sizes here say nothing about a real fleet (a few pages); the figures are in the
+/// README, from a full-size run.
+#[test]
+fn footprint_stores_every_sample_in_each_layout() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let json = dir.path().join("footprint.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_telltale-load"))
+        .args([
+            "footprint",
+            "--vehicles",
+            "20",
+            "--seconds",
+            "200",
+            "--interval",
+            "10",
+            "--samples-per-batch",
+            "40",
+            "--pg-url",
+            &pg_url(),
+            "--tsdb-url",
+            &telltale_e2e::pg::timescale_admin_url(),
+        ])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run telltale-load footprint");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "footprint failed:\n{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("the JSON report")).expect("JSON");
+    let rows = report["rows"].as_array().expect("rows");
+    let layouts: Vec<&str> = rows.iter().filter_map(|r| r["layout"].as_str()).collect();
+    assert_eq!(
+        layouts,
+        [
+            "PostgreSQL, daily partitions",
+            "TimescaleDB, uncompressed chunks",
+            "TimescaleDB, compressed chunks",
+            "SQLite"
+        ]
+    );
+    for row in rows {
+        assert_eq!(row["samples"], 20 * 20 * 40, "{row}");
+        assert!(row["bytes"].as_u64().unwrap_or(0) > 0, "{row}");
+    }
+    let (before, after) = (
+        rows[1]["bytes"].as_u64().unwrap_or(0),
+        rows[2]["bytes"].as_u64().unwrap_or(u64::MAX),
+    );
+    assert!(
+        after < before,
+        "compressed {after} B, uncompressed {before} B"
+    );
+}

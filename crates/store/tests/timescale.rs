@@ -183,11 +183,14 @@ async fn compressed_chunks_read_back_unchanged_and_take_a_late_sample_once() {
     );
     assert_eq!(before.0.len(), 400);
 
-    exec(
+    // The compression policy's own job, run now: both chunks are older than its 7 days.
+    let job: i32 = scalar(
         &store,
-        "SELECT compress_chunk(c) FROM show_chunks('telemetry') c",
+        "SELECT job_id FROM timescaledb_information.jobs
+         WHERE proc_name = 'policy_compression' AND hypertable_name = 'telemetry'",
     )
     .await;
+    exec(&store, &format!("CALL run_job({job})")).await;
     let compressed: i64 = scalar(
         &store,
         "SELECT count(*) FROM timescaledb_information.chunks
