@@ -199,7 +199,7 @@ pub struct DtcEvent {
     pub vin: String,
     pub ecu: u32,
     pub code: String,
-    /// `stored`, `pending`, `permanent`, `uds`.
+    /// `stored`, `pending`, `permanent`, `uds` (a UDS code not confirmed yet) or `uds_confirmed`.
     pub kind: String,
     /// `appeared` or `cleared`.
     pub change: String,

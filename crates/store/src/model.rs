@@ -373,11 +373,16 @@ pub(crate) fn dtc_vehicle(envelope: &Envelope, report: &v1::DtcReport) -> String
 }
 
 /// Stable names for the DTC kinds, as stored.
-pub(crate) fn kind_name(kind: i32) -> &'static str {
-    match v1::DtcKind::try_from(kind) {
+/// The kind a code is kept under in `dtc_state` and named by in `dtc_events`. A UDS code is
+/// `uds` until its confirmedDTC bit is set and `uds_confirmed` from then on, as an OBD code is
+/// `pending` and then `stored`: so a code that was failing before it was confirmed appears
+/// again when it is confirmed, and raises its lead then.
+pub(crate) fn kind_name(dtc: &v1::Dtc) -> &'static str {
+    match v1::DtcKind::try_from(dtc.kind) {
         Ok(v1::DtcKind::Stored) => "stored",
         Ok(v1::DtcKind::Pending) => "pending",
         Ok(v1::DtcKind::Permanent) => "permanent",
+        Ok(v1::DtcKind::Uds) if dtc.is_confirmed() => "uds_confirmed",
         Ok(v1::DtcKind::Uds) => "uds",
         Ok(v1::DtcKind::Unspecified) | Err(_) => "unspecified",
     }
@@ -439,8 +444,7 @@ fn vehicle_info_json(info: &v1::VehicleInfo) -> Value {
 fn code_set(list: &[v1::Dtc]) -> BTreeMap<(String, &'static str), &v1::Dtc> {
     let mut out = BTreeMap::new();
     for dtc in list {
-        out.entry((dtc.code.clone(), kind_name(dtc.kind)))
-            .or_insert(dtc);
+        out.entry((dtc.code.clone(), kind_name(dtc))).or_insert(dtc);
     }
     out
 }
@@ -648,7 +652,7 @@ fn apply_dtc_report(
         let frame = ecu.freeze_frame.as_ref();
 
         let event = |plan: &mut Plan, dtc: &v1::Dtc, change: &'static str| {
-            let kind = kind_name(dtc.kind);
+            let kind = kind_name(dtc);
             let freeze_frame = frame
                 .filter(|f| {
                     change == "appeared"
@@ -689,13 +693,9 @@ fn apply_dtc_report(
             let dtc = ecu
                 .cleared
                 .iter()
-                .find(|d| d.code == *code && kind_name(d.kind) == kind.as_str())
+                .find(|d| d.code == *code && kind_name(d) == kind.as_str())
                 .cloned()
-                .unwrap_or_else(|| v1::Dtc {
-                    code: code.clone(),
-                    kind: kind_from_name(kind),
-                    ..Default::default()
-                });
+                .unwrap_or_else(|| dtc_from_state(code, kind));
             event(plan, &dtc, "cleared");
             set_active(state, changed, vin, ecu_id, code, kind, false, when);
         }
@@ -777,15 +777,23 @@ fn apply_dtc_report(
     }
 }
 
-fn kind_from_name(name: &str) -> i32 {
-    let kind = match name {
-        "stored" => v1::DtcKind::Stored,
-        "pending" => v1::DtcKind::Pending,
-        "permanent" => v1::DtcKind::Permanent,
-        "uds" => v1::DtcKind::Uds,
-        _ => v1::DtcKind::Unspecified,
+/// The code as a report would name it, from its state kind (for a clearing the report did not
+/// spell out): the inverse of [`kind_name`].
+fn dtc_from_state(code: &str, name: &str) -> v1::Dtc {
+    let (kind, uds_status) = match name {
+        "stored" => (v1::DtcKind::Stored, 0),
+        "pending" => (v1::DtcKind::Pending, 0),
+        "permanent" => (v1::DtcKind::Permanent, 0),
+        "uds" => (v1::DtcKind::Uds, 0),
+        "uds_confirmed" => (v1::DtcKind::Uds, v1::Dtc::UDS_CONFIRMED),
+        _ => (v1::DtcKind::Unspecified, 0),
     };
-    kind as i32
+    v1::Dtc {
+        code: code.to_owned(),
+        kind: kind as i32,
+        uds_status,
+        ..Default::default()
+    }
 }
 
 /// Marks a code active or inactive; an inactive code turning active starts a new occurrence.
@@ -1140,6 +1148,41 @@ mod tests {
         assert_eq!(on[0].leads.len(), 1);
         assert_eq!(on[0].leads[0].reason, "pending");
         assert_eq!(on[0].leads[0].idempotency_key, "VIN1:P0171:1:pending");
+    }
+
+    #[test]
+    fn a_uds_code_raises_its_lead_when_it_is_confirmed_not_when_it_first_fails() {
+        let uds = |status: u32| v1::Dtc {
+            uds_status: status,
+            ..dtc("P0135", v1::DtcKind::Uds)
+        };
+        // testFailed + pendingDTC, then also confirmedDTC, then still confirmed.
+        let plans = run(
+            &[
+                report(1, false, vec![uds(0x05)]),
+                report(2, false, vec![uds(0x0D)]),
+                report(3, false, vec![uds(0x0D)]),
+            ],
+            &StoreOptions::default(),
+        );
+        assert!(plans[0].leads.is_empty(), "failing, not confirmed: no lead");
+        let keys: Vec<&str> = plans[1]
+            .leads
+            .iter()
+            .map(|l| l.idempotency_key.as_str())
+            .collect();
+        assert_eq!(keys, ["VIN1:P0135:1"], "confirmed: its lead");
+        let events: Vec<(&str, &str)> = plans[1]
+            .dtc_events
+            .iter()
+            .map(|e| (e.kind.as_str(), e.change))
+            .collect();
+        assert_eq!(
+            events,
+            [("uds_confirmed", "appeared"), ("uds", "cleared")],
+            "the stage moves, as pending to stored does"
+        );
+        assert!(plans[2].leads.is_empty() && plans[2].dtc_events.is_empty());
     }
 
     #[test]
