@@ -104,11 +104,13 @@ fn needs_a_person(code: tonic::Code) -> bool {
     )
 }
 
-/// Sends due leads until `stop`.
+/// Sends due leads until `stop`: at once when `due` is notified (a batch this instance
+/// committed wrote leads), and every `poll_interval` otherwise.
 pub async fn run(
     store: Store,
     settings: CrmSettings,
     metrics: Arc<Metrics>,
+    due: Arc<tokio::sync::Notify>,
     stop: CancellationToken,
 ) {
     let channel = match channel(&settings) {
@@ -137,6 +139,7 @@ pub async fn run(
         if !sent_all {
             tokio::select! {
                 _ = tokio::time::sleep(settings.poll_interval) => {}
+                _ = due.notified() => {}
                 _ = stop.cancelled() => {}
             }
         }

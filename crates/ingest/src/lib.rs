@@ -88,11 +88,15 @@ pub async fn run(
         metrics.clone(),
         stop.clone(),
     ));
+    // The writer wakes the sender when a batch it committed wrote leads, so a lead leaves at
+    // once; the sender's poll is the fallback (another instance's leads, retries).
+    let leads_due = Arc::new(tokio::sync::Notify::new());
     let sender = match &settings.crm {
         Some(crm) => Some(tokio::spawn(leads::run(
             store.clone(),
             crm.clone(),
             metrics.clone(),
+            leads_due.clone(),
             stop.clone(),
         ))),
         None => {
@@ -101,7 +105,7 @@ pub async fn run(
         }
     };
     let pipeline_stop = CancellationToken::new();
-    let pipeline = pipeline::run(&settings, store, metrics, pipeline_stop.clone());
+    let pipeline = pipeline::run(&settings, store, metrics, leads_due, pipeline_stop.clone());
     tokio::pin!(pipeline);
     tokio::pin!(shutdown);
     tokio::select! {

@@ -107,6 +107,7 @@ pub async fn run<S: Sink>(
     settings: &Settings,
     sink: S,
     metrics: Arc<Metrics>,
+    leads_due: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) {
     let max_held = usize::from(settings.mqtt.broker.max_in_flight);
@@ -135,6 +136,7 @@ pub async fn run<S: Sink>(
     let writer = Writer {
         sink,
         acks: ack_tx,
+        leads_due,
         metrics,
         limits: settings.limits.clone(),
         grace: settings.shutdown_grace,
@@ -315,6 +317,8 @@ struct Writer<S> {
     sink: S,
     /// Committed messages' acknowledgements, for the reader to write.
     acks: mpsc::UnboundedSender<AckToken>,
+    /// Notified when a committed batch wrote leads, so the sender sends them at once.
+    leads_due: Arc<tokio::sync::Notify>,
     metrics: Arc<Metrics>,
     limits: validate::Limits,
     grace: Duration,
@@ -380,6 +384,9 @@ impl<S: Sink> Writer<S> {
             match result {
                 Ok(outcome) => {
                     self.metrics.outcome(&outcome);
+                    if outcome.leads > 0 {
+                        self.leads_due.notify_one();
+                    }
                     if let Some(b) = self.batcher.batch_mut() {
                         b.ingested = true;
                     }

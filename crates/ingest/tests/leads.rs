@@ -157,6 +157,7 @@ async fn leads_wait_out_a_crm_outage_and_are_sent_once_each() {
         store.clone(),
         settings,
         metrics.clone(),
+        Arc::new(tokio::sync::Notify::new()),
         stop.clone(),
     ));
     wait("a failed attempt", || {

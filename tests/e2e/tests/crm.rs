@@ -735,9 +735,14 @@ async fn a_fault_in_the_car_reaches_the_advisors_screen() {
     let broker = Broker::start_with("max_inflight_messages 1000\n");
     let crm_url = crm.grpc_url();
     let config = dir.path().join("ingest.toml");
+    // An hour between polls of the outbox: the lead can only leave because the batch that
+    // wrote it woke the sender.
     std::fs::write(
         &config,
-        format!("[leads]\nca_file = {:?}\n", dir.path().join("ca.crt")),
+        format!(
+            "[leads]\nca_file = {:?}\npoll_interval = \"1h\"\n",
+            dir.path().join("ca.crt")
+        ),
     )
     .expect("write the ingest config");
     let config = config.display().to_string();

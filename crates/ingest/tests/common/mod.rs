@@ -118,7 +118,8 @@ impl Running {
         let metrics = Arc::new(Metrics::default());
         let stop = CancellationToken::new();
         let (s, m, t) = (settings.clone(), metrics.clone(), stop.clone());
-        let task = tokio::spawn(async move { pipeline::run(&s, sink, m, t).await });
+        let due = Arc::new(tokio::sync::Notify::new());
+        let task = tokio::spawn(async move { pipeline::run(&s, sink, m, due, t).await });
         Running {
             metrics,
             stop,
