@@ -417,9 +417,11 @@ async fn chain(
         let mut outbox: HashMap<(String, String), (f64, Option<f64>)> = HashMap::new();
         let mut conn = s.scratch.connect().await?;
         let rows = sqlx::query(
+            // The fault's own lead: a MIL lead naming the same code (the MIL read a poll after
+            // the code) merges into it at the CRM, and is not the fault's arrival.
             "SELECT vin, code, (extract(epoch FROM created_at) * 1000)::float8 AS received,
                     (extract(epoch FROM sent_at) * 1000)::float8 AS answered
-             FROM lead_outbox",
+             FROM lead_outbox WHERE reason = 'confirmed'",
         )
         .fetch_all(&mut conn)
         .await
