@@ -13,6 +13,11 @@
 //!   measured the same way (rows counted in the table); it is given `naive_timeout` after the
 //!   publishing ends and its rate is what it committed by then.
 //! - (d) `store`: the store's write path alone, UNNEST against COPY ([`crate::store_batches`]).
+//! - (e) `ingest1`: as (a) with one writer (`batch.writers = 1`): the ingest before it wrote
+//!   several batches at once, the naive way of batching.
+//!
+//! With a TimescaleDB server (`tsdb_admin_url`), (a) and (b) also run there, right after their
+//! plain PostgreSQL runs, with telemetry in a hypertable.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -31,6 +36,7 @@ use crate::generate::{self, round3};
 use crate::ingest::{Ingest, IngestConfig};
 use crate::proc::{CpuUse, Watched};
 use crate::store_batches::{self, StoreBatchesResult};
+use telltale_store::TimescaleMode;
 
 /// One of the measurements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -40,6 +46,30 @@ pub enum Part {
     Copy,
     Naive,
     Store,
+    Ingest1,
+}
+
+/// Where a live run or the ceiling writes: plain PostgreSQL or TimescaleDB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Db {
+    Postgres,
+    Timescale,
+}
+
+impl Db {
+    fn mode(self) -> TimescaleMode {
+        match self {
+            Db::Postgres => TimescaleMode::Off,
+            Db::Timescale => TimescaleMode::On,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Db::Postgres => "",
+            Db::Timescale => " TimescaleDB",
+        }
+    }
 }
 
 /// Everything the harness needs.
@@ -51,6 +81,8 @@ pub struct Options {
     pub rounds: u32,
     pub parts: Vec<Part>,
     pub admin_url: String,
+    /// A server with TimescaleDB loaded: (a) and (b) run there too.
+    pub tsdb_admin_url: Option<String>,
     pub ingest: IngestConfig,
     /// The `telltale-load` executable, for the naive ingester's process.
     pub self_exe: PathBuf,
@@ -147,6 +179,9 @@ pub struct Round {
     pub copy: Option<CeilingResult>,
     pub naive: Option<LiveResult>,
     pub store: Option<StoreBatchesResult>,
+    pub ingest_one_writer: Option<LiveResult>,
+    pub timescale_ingest: Option<LiveResult>,
+    pub timescale_copy: Option<CeilingResult>,
 }
 
 /// Medians over the rounds and the ratios the issue sets goals for.
@@ -159,10 +194,18 @@ pub struct Summary {
     pub store_unnest_rows_per_second: Option<f64>,
     pub store_copy_rows_per_second: Option<f64>,
     pub store_ingest_rows_per_second: Option<f64>,
-    /// (a)/(b); the goal is at least 0.5.
+    pub ingest_one_writer_samples_per_second: Option<f64>,
+    pub timescale_ingest_samples_per_second: Option<f64>,
+    pub timescale_ingest_lag_seconds: Option<f64>,
+    pub timescale_copy_rows_per_second: Option<f64>,
+    /// (a)/(b); the goal is at least 0.8.
     pub ingest_over_copy: Option<f64>,
     /// (a)/(c); the goal is at least 10.
     pub ingest_over_naive: Option<f64>,
+    /// (a)/(e): what writing several batches at once gives.
+    pub ingest_over_one_writer: Option<f64>,
+    /// (a)/(b) on TimescaleDB; the goal is at least 0.8.
+    pub timescale_ingest_over_copy: Option<f64>,
 }
 
 /// The whole run, as written with `--json`.
@@ -176,6 +219,7 @@ pub struct Report {
     pub samples: u64,
     pub connections: u32,
     pub ingest_batch_max_messages: usize,
+    pub ingest_writers: usize,
     pub ingest_protocol: String,
     pub cores: usize,
     pub loadavg_before: Option<[f64; 3]>,
@@ -189,7 +233,9 @@ impl Report {
     /// one only when it finished).
     pub fn all_exact(&self) -> bool {
         self.rounds.iter().all(|r| {
-            r.ingest.as_ref().is_none_or(|x| x.exact)
+            [&r.ingest, &r.ingest_one_writer, &r.timescale_ingest]
+                .iter()
+                .all(|x| x.as_ref().is_none_or(|x| x.exact))
                 && r.naive.as_ref().is_none_or(|x| !x.complete || x.exact)
         })
     }
@@ -226,35 +272,57 @@ pub async fn run(opts: &Options, mut progress: impl FnMut(&str)) -> anyhow::Resu
                 format!("{part:?}").to_lowercase()
             );
             match part {
-                Part::Ingest => {
-                    let x = live(opts, &fleet, &name, Side::Ingest).await?;
-                    progress(&format!(
-                        "round {r} (a) ingest: {:.0} samples/s, lag {}, exact: {}",
-                        x.samples_per_second,
-                        x.lag_seconds
-                            .map_or_else(|| "n/a (incomplete)".into(), |l| format!("{l:.2} s")),
-                        x.exact
-                    ));
-                    round.ingest = Some(x);
+                Part::Ingest | Part::Ingest1 => {
+                    let (writers, label) = match part {
+                        Part::Ingest1 => (1, "(e) ingest, one writer"),
+                        _ => (opts.ingest.writers, "(a) ingest"),
+                    };
+                    for db in databases(opts) {
+                        let x = live(opts, &fleet, &name, Side::Ingest { writers }, db).await?;
+                        progress(&format!(
+                            "round {r} {label}{}: {:.0} samples/s, lag {}, exact: {}",
+                            db.label(),
+                            x.samples_per_second,
+                            x.lag_seconds
+                                .map_or_else(|| "n/a (incomplete)".into(), |l| format!("{l:.2} s")),
+                            x.exact
+                        ));
+                        match (part, db) {
+                            (Part::Ingest1, _) => round.ingest_one_writer = Some(x),
+                            (_, Db::Postgres) => round.ingest = Some(x),
+                            (_, Db::Timescale) => round.timescale_ingest = Some(x),
+                        }
+                        if *part == Part::Ingest1 {
+                            break;
+                        }
+                    }
                 }
                 Part::Copy => {
-                    let scratch = Scratch::create(&opts.admin_url, &name).await?;
-                    scratch.migrate().await?;
-                    let watch = Watched {
-                        procs: vec![("harness".into(), std::process::id())],
-                        postgres: true,
-                    };
-                    let x = copy::ceiling(&scratch, &fleet, &watch).await;
-                    finish_db(opts, scratch).await?;
-                    let x = x?;
-                    progress(&format!(
-                        "round {r} (b) COPY: {:.0} rows/s ({} rows in {:.2} s)",
-                        x.rows_per_second, x.rows, x.seconds
-                    ));
-                    round.copy = Some(x);
+                    for db in databases(opts) {
+                        let scratch = Scratch::create(admin(opts, db), &name).await?;
+                        scratch.migrate(db.mode()).await?;
+                        let watch = Watched {
+                            procs: vec![("harness".into(), std::process::id())],
+                            postgres: true,
+                        };
+                        let x = copy::ceiling(&scratch, &fleet, &watch).await;
+                        finish_db(opts, scratch).await?;
+                        let x = x?;
+                        progress(&format!(
+                            "round {r} (b) COPY{}: {:.0} rows/s ({} rows in {:.2} s)",
+                            db.label(),
+                            x.rows_per_second,
+                            x.rows,
+                            x.seconds
+                        ));
+                        match db {
+                            Db::Postgres => round.copy = Some(x),
+                            Db::Timescale => round.timescale_copy = Some(x),
+                        }
+                    }
                 }
                 Part::Naive => {
-                    let x = live(opts, &fleet, &name, Side::Naive).await?;
+                    let x = live(opts, &fleet, &name, Side::Naive, Db::Postgres).await?;
                     progress(&format!(
                         "round {r} (c) naive: {:.0} samples/s, {} of {} samples committed{}",
                         x.samples_per_second,
@@ -296,6 +364,9 @@ pub async fn run(opts: &Options, mut progress: impl FnMut(&str)) -> anyhow::Resu
     let a = pick(&|r| r.ingest.as_ref().map(|x| x.samples_per_second));
     let b = pick(&|r| r.copy.as_ref().map(|x| x.rows_per_second));
     let c = pick(&|r| r.naive.as_ref().map(|x| x.samples_per_second));
+    let e = pick(&|r| r.ingest_one_writer.as_ref().map(|x| x.samples_per_second));
+    let ta = pick(&|r| r.timescale_ingest.as_ref().map(|x| x.samples_per_second));
+    let tb = pick(&|r| r.timescale_copy.as_ref().map(|x| x.rows_per_second));
     let ratio = |x: Option<f64>, y: Option<f64>| match (x, y) {
         (Some(x), Some(y)) if y > 0.0 => Some((x / y * 100.0).round() / 100.0),
         _ => None,
@@ -308,8 +379,16 @@ pub async fn run(opts: &Options, mut progress: impl FnMut(&str)) -> anyhow::Resu
         store_unnest_rows_per_second: pick(&|r| r.store.as_ref().map(|x| x.unnest.rows_per_second)),
         store_copy_rows_per_second: pick(&|r| r.store.as_ref().map(|x| x.copy.rows_per_second)),
         store_ingest_rows_per_second: pick(&|r| r.store.as_ref().map(|x| x.store.rows_per_second)),
+        ingest_one_writer_samples_per_second: e,
+        timescale_ingest_samples_per_second: ta,
+        timescale_ingest_lag_seconds: pick(&|r| {
+            r.timescale_ingest.as_ref().and_then(|x| x.lag_seconds)
+        }),
+        timescale_copy_rows_per_second: tb,
         ingest_over_copy: ratio(a, b),
         ingest_over_naive: ratio(a, c),
+        ingest_over_one_writer: ratio(a, e),
+        timescale_ingest_over_copy: ratio(ta, tb),
     };
     Ok(Report {
         vehicles: opts.fleet.vehicles,
@@ -322,6 +401,7 @@ pub async fn run(opts: &Options, mut progress: impl FnMut(&str)) -> anyhow::Resu
         samples: opts.fleet.samples(),
         connections: opts.connections.min(opts.fleet.vehicles),
         ingest_batch_max_messages: opts.ingest.batch_max_messages,
+        ingest_writers: opts.ingest.writers,
         ingest_protocol: opts.ingest.protocol.clone(),
         cores: std::thread::available_parallelism().map_or(0, usize::from),
         loadavg_before,
@@ -337,6 +417,22 @@ fn run_id(round: u32, part: Part) -> u64 {
     now ^ (u64::from(round) << 56) ^ ((part as u64) << 48)
 }
 
+/// The databases (a) and (b) run on: plain PostgreSQL, and TimescaleDB when there is one.
+fn databases(opts: &Options) -> Vec<Db> {
+    let mut dbs = vec![Db::Postgres];
+    if opts.tsdb_admin_url.is_some() {
+        dbs.push(Db::Timescale);
+    }
+    dbs
+}
+
+fn admin(opts: &Options, db: Db) -> &str {
+    match (db, &opts.tsdb_admin_url) {
+        (Db::Timescale, Some(url)) => url,
+        _ => &opts.admin_url,
+    }
+}
+
 async fn finish_db(opts: &Options, scratch: Scratch) -> anyhow::Result<()> {
     if opts.keep_db {
         return Ok(());
@@ -346,7 +442,7 @@ async fn finish_db(opts: &Options, scratch: Scratch) -> anyhow::Result<()> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Side {
-    Ingest,
+    Ingest { writers: usize },
     Naive,
 }
 
@@ -468,10 +564,16 @@ async fn wait_subscribed(ingest: &mut Ingest, broker: &Broker) -> anyhow::Result
 
 /// Part (a) or (c): broker, scratch database, consumer, generator; until everything is
 /// committed or the time allowed runs out.
-async fn live(opts: &Options, fleet: &Fleet, name: &str, side: Side) -> anyhow::Result<LiveResult> {
+async fn live(
+    opts: &Options,
+    fleet: &Fleet,
+    name: &str,
+    side: Side,
+    db: Db,
+) -> anyhow::Result<LiveResult> {
     let broker = Broker::start(opts.broker_inflight)?;
-    let scratch = Scratch::create(&opts.admin_url, name).await?;
-    let result = live_on(opts, fleet, &broker, &scratch, side).await;
+    let scratch = Scratch::create(admin(opts, db), name).await?;
+    let result = live_on(opts, fleet, &broker, &scratch, side, db).await;
     let dropped = finish_db(opts, scratch).await;
     let result = result.with_context(|| format!("broker log:\n{}", broker.log()))?;
     dropped?;
@@ -484,12 +586,15 @@ async fn live_on(
     broker: &Broker,
     scratch: &Scratch,
     side: Side,
+    db: Db,
 ) -> anyhow::Result<LiveResult> {
     let mut consumer = match side {
-        Side::Ingest => {
+        Side::Ingest { writers } => {
             let cfg = IngestConfig {
                 mqtt_url: broker.url(),
                 database_url: scratch.url.clone(),
+                writers,
+                timescaledb: format!("{:?}", db.mode()).to_lowercase(),
                 ..opts.ingest.clone()
             };
             let mut ingest = Ingest::start(&cfg)?;
@@ -498,7 +603,7 @@ async fn live_on(
             Consumer::Ingest(ingest)
         }
         Side::Naive => {
-            scratch.migrate().await?;
+            scratch.migrate(db.mode()).await?;
             start_naive(opts, &broker.url(), &scratch.url).await?
         }
     };
@@ -511,7 +616,7 @@ async fn live_on(
     };
     if let Some(pid) = consumer.pid() {
         let label = match side {
-            Side::Ingest => "telltale-ingest",
+            Side::Ingest { .. } => "telltale-ingest",
             Side::Naive => "naive",
         };
         watch.procs.push((label.into(), pid));
@@ -531,12 +636,12 @@ async fn live_on(
     let mut published: Option<(generate::Report, generate::Times)> = None;
     let mut deadline: Option<Instant> = None;
     let poll = match side {
-        Side::Ingest => Duration::from_millis(100),
+        Side::Ingest { .. } => Duration::from_millis(100),
         // A count(*) each time: keep it cheap for the naive one's small table.
         Side::Naive => Duration::from_millis(500),
     };
     let allowed = match side {
-        Side::Ingest => opts.drain_timeout,
+        Side::Ingest { .. } => opts.drain_timeout,
         Side::Naive => opts.naive_timeout,
     };
     let mut last_progress = (0u64, Instant::now());

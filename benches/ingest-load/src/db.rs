@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 use sqlx::{Connection as _, PgConnection, Row as _};
-use telltale_store::{Store, StoreOptions};
+use telltale_store::{Store, StoreOptions, TimescaleMode};
 
 /// `postgres://user@host:port/db?params` → the same server, database `name`.
 pub fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
@@ -59,12 +59,14 @@ impl Scratch {
         })
     }
 
-    /// Applies the store's migrations (what `telltale-ingest` does at start).
-    pub async fn migrate(&self) -> anyhow::Result<()> {
+    /// Applies the store's migrations (what `telltale-ingest` does at start), with telemetry
+    /// in TimescaleDB or not as `timescaledb` says.
+    pub async fn migrate(&self, timescaledb: TimescaleMode) -> anyhow::Result<()> {
         let store = Store::connect(
             &self.url,
             StoreOptions {
                 max_connections: 1,
+                timescaledb,
                 ..StoreOptions::default()
             },
         )

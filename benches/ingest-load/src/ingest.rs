@@ -23,6 +23,10 @@ pub struct IngestConfig {
     pub batch_max_age: String,
     pub max_in_flight: u16,
     pub max_connections: u32,
+    /// `batch.writers`: batches written at once.
+    pub writers: usize,
+    /// `database.timescaledb`: `off` for plain PostgreSQL, `on` for a TimescaleDB server.
+    pub timescaledb: String,
 }
 
 /// A running `telltale-ingest`; killed when dropped.
@@ -59,15 +63,18 @@ impl Ingest {
         let toml = format!(
             "[mqtt]\nurl = {url:?}\nprotocol = {proto:?}\nclient_id = \"telltale-load-ingest\"\n\
              share_group = \"ingest\"\nshared = true\nmax_in_flight = {inflight}\n\n\
-             [database]\nurl = {db:?}\nmigrate_on_start = true\nmax_connections = {conns}\n\n\
-             [batch]\nmax_messages = {batch}\nmax_age = {age:?}\n\n\
+             [database]\nurl = {db:?}\nmigrate_on_start = true\nmax_connections = {conns}\n\
+             timescaledb = {tsdb:?}\n\n\
+             [batch]\nmax_messages = {batch}\nmax_age = {age:?}\nwriters = {writers}\n\n\
              [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n\
              [log]\nfilter = \"warn\"\n",
             url = cfg.mqtt_url,
             proto = cfg.protocol,
             inflight = cfg.max_in_flight,
             db = cfg.database_url,
-            conns = cfg.max_connections,
+            conns = cfg.max_connections.max(cfg.writers as u32 + 2),
+            tsdb = cfg.timescaledb,
+            writers = cfg.writers,
             batch = cfg.batch_max_messages,
             age = cfg.batch_max_age,
         );

@@ -127,11 +127,23 @@ struct BenchArgs {
     /// Rounds; the parts are interleaved within each.
     #[arg(long, default_value_t = 3)]
     rounds: u32,
-    /// Parts to run (comma-separated): ingest, copy, naive, store.
-    #[arg(long, value_delimiter = ',', default_value = "ingest,copy,naive,store")]
+    /// Parts to run (comma-separated): ingest, copy, naive, store, ingest1 (the ingest with one
+    /// writer).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ingest,copy,naive,store,ingest1"
+    )]
     only: Vec<Part>,
     #[command(flatten)]
     pg: telltale_load::db::PgUrl,
+    /// A PostgreSQL with TimescaleDB loaded (shared_preload_libraries): the ingest and COPY
+    /// parts also run there, with telemetry in a hypertable.
+    #[arg(long)]
+    tsdb_url: Option<String>,
+    /// The ingest's batch.writers: batches written at once.
+    #[arg(long, default_value_t = 2)]
+    ingest_writers: usize,
     /// The telltale-ingest binary (default: the one next to this executable).
     #[arg(long)]
     ingest_bin: Option<PathBuf>,
@@ -186,6 +198,7 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<bool> {
         rounds: args.rounds.max(1),
         parts: args.only.clone(),
         admin_url: args.pg.url.clone(),
+        tsdb_admin_url: args.tsdb_url.clone(),
         ingest: IngestConfig {
             binary,
             mqtt_url: String::new(),
@@ -195,6 +208,8 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<bool> {
             batch_max_age: args.ingest_batch_age.clone(),
             max_in_flight: args.ingest_in_flight.max(1),
             max_connections: 4,
+            writers: args.ingest_writers.max(1),
+            timescaledb: "off".into(),
         },
         self_exe: std::env::current_exe().context("this executable's path")?,
         broker_inflight: args.broker_inflight.max(1),

@@ -11,7 +11,7 @@ pub fn render(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "fleet: {} vehicles x {} samples per batch, a batch every {} s per vehicle ({:.0} samples/s offered), {} batches each = {} samples; {} MQTT connections; ingest batch {} messages, MQTT {}; {} cores",
+        "fleet: {} vehicles x {} samples per batch, a batch every {} s per vehicle ({:.0} samples/s offered), {} batches each = {} samples; {} MQTT connections; ingest batch {} messages, {} writers, MQTT {}; {} cores",
         r.vehicles,
         r.samples_per_batch,
         r.interval_seconds,
@@ -20,6 +20,7 @@ pub fn render(r: &Report) -> String {
         r.samples,
         r.connections,
         r.ingest_batch_max_messages,
+        r.ingest_writers,
         r.ingest_protocol,
         r.cores
     );
@@ -37,6 +38,22 @@ pub fn render(r: &Report) -> String {
                 x.seconds,
                 cpu_line(&x.cpu)
             );
+        }
+        if let Some(x) = &round.timescale_ingest {
+            let _ = writeln!(s, "  (a) ... TimescaleDB: {}", live_line(x));
+        }
+        if let Some(x) = &round.timescale_copy {
+            let _ = writeln!(
+                s,
+                "  (b) ... TimescaleDB: {:>9.0} rows/s ({} rows in {:.2} s); CPU {}",
+                x.rows_per_second,
+                x.rows,
+                x.seconds,
+                cpu_line(&x.cpu)
+            );
+        }
+        if let Some(x) = &round.ingest_one_writer {
+            let _ = writeln!(s, "  (e) one writer:      {}", live_line(x));
         }
         if let Some(x) = &round.naive {
             let _ = writeln!(s, "  (c) naive:           {}", live_line(x));
@@ -68,6 +85,24 @@ pub fn render(r: &Report) -> String {
         f(m.copy_rows_per_second),
         f(m.naive_samples_per_second)
     );
+    if m.timescale_ingest_samples_per_second.is_some() || m.timescale_copy_rows_per_second.is_some()
+    {
+        let _ = writeln!(
+            s,
+            "  TimescaleDB: (a) telltale-ingest {} samples/s (lag {} s) | (b) COPY {} rows/s",
+            f(m.timescale_ingest_samples_per_second),
+            m.timescale_ingest_lag_seconds
+                .map_or_else(|| "-".into(), |v| format!("{v:.2}")),
+            f(m.timescale_copy_rows_per_second)
+        );
+    }
+    if m.ingest_one_writer_samples_per_second.is_some() {
+        let _ = writeln!(
+            s,
+            "  (e) telltale-ingest with one writer {} samples/s",
+            f(m.ingest_one_writer_samples_per_second)
+        );
+    }
     if m.store_unnest_rows_per_second.is_some() {
         let _ = writeln!(
             s,
@@ -84,9 +119,12 @@ pub fn render(r: &Report) -> String {
     };
     let _ = writeln!(
         s,
-        "  (a)/(b) = {}; (a)/(c) = {}",
-        goal(m.ingest_over_copy, 0.5),
-        goal(m.ingest_over_naive, 10.0)
+        "  (a)/(b) = {}; (a)/(c) = {}; (a)/(e) = {}; TimescaleDB (a)/(b) = {}",
+        goal(m.ingest_over_copy, 0.8),
+        goal(m.ingest_over_naive, 10.0),
+        m.ingest_over_one_writer
+            .map_or_else(|| "-".into(), |v| format!("{v:.2}")),
+        goal(m.timescale_ingest_over_copy, 0.8)
     );
     let la = |v: Option<[f64; 3]>| {
         v.map_or_else(

@@ -18,7 +18,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{Connection as _, PgConnection};
-use telltale_store::{Envelope, Store, StoreOptions, Uplink};
+use telltale_store::{Envelope, Store, StoreOptions, TimescaleMode, Uplink};
 use telltale_wire::v1;
 
 use crate::copy::{self, Encoder};
@@ -229,7 +229,7 @@ pub async fn run(
     let mut results = Vec::new();
     for name in ["store", "unnest", "copy"] {
         let scratch = Scratch::create(admin_url, &format!("{prefix}_{name}")).await?;
-        scratch.migrate().await?;
+        scratch.migrate(TimescaleMode::Off).await?;
         let result = match name {
             "store" => by_store(&scratch, fleet, &all).await,
             _ => {

@@ -1,8 +1,10 @@
-//! The benchmark's smoke mode against the real Mosquitto (started by the harness) and the real
-//! PostgreSQL (`TELLTALE_TEST_PG_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`),
-//! with the `telltale-ingest` built beside this test: 50 vehicles for 3 s. The harness itself
-//! fails on a missing or doubled row; this test counts again in the scratch database it kept,
-//! so a harness that counted wrong would not hide a lost sample either.
+//! The benchmark's smoke mode against the real Mosquitto (started by the harness), the real
+//! PostgreSQL (`TELLTALE_TEST_PG_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`)
+//! and the tests' TimescaleDB server, with the `telltale-ingest` built beside this test: 50
+//! vehicles for 3 s, through the ingest with its two writers on both databases and with one
+//! writer. The harness itself fails on a missing or doubled row; this test counts again in the
+//! scratch databases it kept, so a harness that counted wrong would not hide a lost sample
+//! either.
 
 use std::process::Command;
 
@@ -20,6 +22,7 @@ fn pg_url() -> String {
 #[test]
 fn smoke_run_commits_every_published_sample_exactly_once() {
     let ingest = telltale_e2e::binary("telltale-ingest");
+    let tsdb = telltale_e2e::pg::timescale_admin_url();
     let dir = tempfile::tempdir().expect("a temporary directory");
     let json = dir.path().join("report.json");
     let out = Command::new(env!("CARGO_BIN_EXE_telltale-load"))
@@ -38,12 +41,14 @@ fn smoke_run_commits_every_published_sample_exactly_once() {
             "--rounds",
             "1",
             "--only",
-            "ingest",
+            "ingest,ingest1",
             "--drain-timeout",
             "60",
             "--keep-db",
             "--pg-url",
             &pg_url(),
+            "--tsdb-url",
+            &tsdb,
         ])
         .arg("--ingest-bin")
         .arg(&ingest)
@@ -57,60 +62,101 @@ fn smoke_run_commits_every_published_sample_exactly_once() {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or(serde_json::Value::Null);
-    let database = report["rounds"][0]["ingest"]["database"]
-        .as_str()
-        .map(str::to_owned);
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
-    // Count in the kept database before judging, and drop it whatever the outcome.
-    let counted = database.as_ref().map(|db| {
-        rt.block_on(async {
-            let url = format!(
-                "{}/{db}",
-                pg_url().rsplit_once('/').map_or("", |(base, _)| base)
-            );
-            let counts = count(&url).await;
-            let mut admin = PgConnection::connect(&pg_url())
-                .await
-                .expect("connect to PostgreSQL");
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-                .execute(&mut admin)
-                .await
-                .expect("drop the scratch database");
-            counts
+    let parts = [
+        ("ingest", pg_url()),
+        ("timescale_ingest", tsdb.clone()),
+        ("ingest_one_writer", pg_url()),
+    ];
+    // Count in the kept databases before judging, and drop them whatever the outcome.
+    let counted: Vec<Option<(u64, u64, u64, u64, bool)>> = parts
+        .iter()
+        .map(|(part, admin)| {
+            let db = report["rounds"][0][part]["database"].as_str()?.to_owned();
+            Some(rt.block_on(count_and_drop(admin, &db)))
         })
-    });
+        .collect();
     assert!(
         out.status.success(),
         "telltale-load failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
-    let Some((rows, messages, wrong, dedupe_keys)) = counted else {
-        panic!("no scratch database in the report:\n{stdout}\n{stderr}");
-    };
-    let published = &report["rounds"][0]["ingest"]["published"];
-    assert_eq!(
-        published["samples"].as_u64(),
-        Some(VEHICLES * BATCHES * SAMPLES_PER_BATCH),
-        "{stdout}"
-    );
-    assert_eq!(
-        published["messages"].as_u64(),
-        Some(VEHICLES * (2 + BATCHES)),
-        "info, status and telemetry of every vehicle acknowledged by the broker"
-    );
-    assert_eq!(
-        rows,
-        VEHICLES * BATCHES * SAMPLES_PER_BATCH,
-        "every published sample committed\n{stdout}"
-    );
-    assert_eq!(messages, VEHICLES * BATCHES, "every telemetry message");
-    assert_eq!(wrong, 0, "no message with doubled or missing samples");
-    assert_eq!(
-        dedupe_keys,
-        VEHICLES * (1 + BATCHES),
-        "one dedupe key per info and telemetry message"
-    );
-    assert_eq!(report["rounds"][0]["ingest"]["exact"], true);
+    for ((part, _), counted) in parts.iter().zip(counted) {
+        let Some((rows, messages, wrong, dedupe_keys, hypertable)) = counted else {
+            panic!("no scratch database for {part} in the report:\n{stdout}\n{stderr}");
+        };
+        let published = &report["rounds"][0][part]["published"];
+        assert_eq!(
+            published["samples"].as_u64(),
+            Some(VEHICLES * BATCHES * SAMPLES_PER_BATCH),
+            "{part}: {stdout}"
+        );
+        assert_eq!(
+            published["messages"].as_u64(),
+            Some(VEHICLES * (2 + BATCHES)),
+            "{part}: info, status and telemetry of every vehicle acknowledged by the broker"
+        );
+        assert_eq!(
+            rows,
+            VEHICLES * BATCHES * SAMPLES_PER_BATCH,
+            "{part}: every published sample committed\n{stdout}"
+        );
+        assert_eq!(
+            messages,
+            VEHICLES * BATCHES,
+            "{part}: every telemetry message"
+        );
+        assert_eq!(
+            wrong, 0,
+            "{part}: no message with doubled or missing samples"
+        );
+        assert_eq!(
+            dedupe_keys,
+            VEHICLES * (1 + BATCHES),
+            "{part}: one dedupe key per info and telemetry message"
+        );
+        assert_eq!(
+            hypertable,
+            *part == "timescale_ingest",
+            "{part}: telemetry is a hypertable on TimescaleDB only"
+        );
+        assert_eq!(report["rounds"][0][part]["exact"], true, "{part}");
+    }
+    assert_eq!(report["ingest_writers"], 2);
+}
+
+/// Counts in scratch database `db` on the server at `admin` (see [`count`]), whether its
+/// telemetry is a hypertable, then drops it.
+async fn count_and_drop(admin: &str, db: &str) -> (u64, u64, u64, u64, bool) {
+    let base = admin.rsplit_once('/').map_or("", |(base, _)| base);
+    let url = format!("{base}/{db}");
+    let (rows, messages, wrong, keys) = count(&url).await;
+    let mut conn = PgConnection::connect(&url)
+        .await
+        .expect("connect to the scratch database");
+    let hypertable: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("ask for the extension");
+    let hypertable = hypertable
+        && sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables
+                            WHERE hypertable_name = 'telemetry')",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .expect("ask for hypertables");
+    let _ = conn.close().await;
+    let mut admin = PgConnection::connect(admin)
+        .await
+        .expect("connect to the admin database");
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .expect("drop the scratch database");
+    (rows, messages, wrong, keys, hypertable)
 }
 
 /// Telemetry rows, distinct (device, boot, seq) among them, those with a row count other than

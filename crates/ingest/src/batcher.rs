@@ -2,11 +2,17 @@
 //! messages in, one batch at a time out to the store, and the acknowledgements of a batch
 //! released only once it is committed, in the order the messages arrived.
 //!
-//! At most one batch is being written; messages that arrive meanwhile wait for the next one. A
-//! failed write keeps the same batch and schedules a retry with back-off, so nothing is
-//! acknowledged that is not stored, and the count of held messages is bounded: when it reaches
-//! the bound, [`Batcher::accepting`] says stop reading (the broker then holds the rest).
+//! At most one batch per [`Batcher`] is being written; messages that arrive meanwhile wait for
+//! the next one. A failed write keeps the same batch and schedules a retry with back-off, so
+//! nothing is acknowledged that is not stored, and the count of held messages is bounded: when
+//! it reaches the bound, [`Batcher::accepting`] says stop reading (the broker then holds the
+//! rest).
+//!
+//! The ingest runs several batchers at once, one per writer, each taking a fixed share of the
+//! devices. Their batches commit in any order, so [`AckOrder`] puts the acknowledgements back
+//! into the order the messages arrived (MQTT wants PUBACKs in that order).
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use telltale_store::{DeadLetter, Envelope};
@@ -206,6 +212,44 @@ impl<A> Batcher<A> {
     }
 }
 
+/// Acknowledgements of committed messages, released in arrival order: each message is numbered
+/// from 0 as it arrives, and an acknowledgement is due once every message before it is
+/// committed too. A number that never commits (a batch left unacknowledged at shutdown) holds
+/// back the ones after it, which the broker then delivers again (the store ignores the copies).
+#[derive(Debug)]
+pub struct AckOrder<A> {
+    next: u64,
+    waiting: BTreeMap<u64, A>,
+}
+
+impl<A> Default for AckOrder<A> {
+    fn default() -> Self {
+        AckOrder {
+            next: 0,
+            waiting: BTreeMap::new(),
+        }
+    }
+}
+
+impl<A> AckOrder<A> {
+    /// Message `n` is committed; appends to `due` every acknowledgement now due, in order.
+    pub fn committed(&mut self, n: u64, ack: A, due: &mut Vec<A>) {
+        if n < self.next {
+            return;
+        }
+        self.waiting.insert(n, ack);
+        while let Some(ack) = self.waiting.remove(&self.next) {
+            due.push(ack);
+            self.next += 1;
+        }
+    }
+
+    /// Committed acknowledgements waiting for an earlier message.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{TimeZone, Utc};
@@ -352,6 +396,30 @@ mod tests {
         assert_eq!(b.committed(), vec![1, 2, 3]);
         b.flush();
         assert_eq!(b.committed(), vec![4, 5]);
+    }
+
+    #[test]
+    fn acks_of_batches_committed_out_of_order_leave_in_arrival_order() {
+        let mut order = AckOrder::default();
+        let mut due = Vec::new();
+        // Writer 2 commits messages 2 and 3 before writer 1 commits 0 and 1.
+        order.committed(2, "m2", &mut due);
+        order.committed(3, "m3", &mut due);
+        assert!(due.is_empty(), "0 and 1 are not committed yet");
+        assert_eq!(order.waiting(), 2);
+        order.committed(1, "m1", &mut due);
+        assert!(due.is_empty());
+        order.committed(0, "m0", &mut due);
+        assert_eq!(due, vec!["m0", "m1", "m2", "m3"]);
+        assert_eq!(order.waiting(), 0);
+        due.clear();
+        order.committed(0, "again", &mut due);
+        assert!(
+            due.is_empty(),
+            "a number already released is not released twice"
+        );
+        order.committed(4, "m4", &mut due);
+        assert_eq!(due, vec!["m4"]);
     }
 
     #[test]

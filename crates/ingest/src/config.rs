@@ -156,6 +156,10 @@ pub struct BatchSection {
     pub max_messages: usize,
     /// ...or when its oldest message is this old.
     pub max_age: String,
+    /// Batches written at once, each by its own writer on its own database connection; each
+    /// device's messages always go to the same writer, so they are stored in order. More than
+    /// one keeps the database busy while a batch commits (see the README's benchmarks).
+    pub writers: usize,
     /// After SIGTERM, how long to keep retrying a failing store for the batch in hand before
     /// leaving it unacknowledged (the broker redelivers it).
     pub shutdown_grace: String,
@@ -166,6 +170,7 @@ impl Default for BatchSection {
         BatchSection {
             max_messages: 500,
             max_age: "200ms".into(),
+            writers: 2,
             shutdown_grace: "10s".into(),
         }
     }
@@ -279,6 +284,9 @@ pub struct Flags {
     pub timescaledb: Option<String>,
     #[arg(long, global = true, env = "TELLTALE_INGEST_BATCH_MAX_MESSAGES")]
     pub batch_max_messages: Option<usize>,
+    /// Batches written at once, each on its own database connection.
+    #[arg(long, global = true, env = "TELLTALE_INGEST_BATCH_WRITERS")]
+    pub batch_writers: Option<usize>,
     /// e.g. 200ms.
     #[arg(long, global = true, env = "TELLTALE_INGEST_BATCH_MAX_AGE")]
     pub batch_max_age: Option<String>,
@@ -350,6 +358,9 @@ impl Flags {
         }
         if let Some(v) = self.batch_max_messages {
             c.batch.max_messages = v;
+        }
+        if let Some(v) = self.batch_writers {
+            c.batch.writers = v;
         }
         c
     }
@@ -435,6 +446,19 @@ impl FileConfig {
                 ),
             ));
         }
+        if b.writers == 0 {
+            return Err(invalid("batch.writers", "must be at least 1"));
+        }
+        if b.writers >= d.max_connections as usize {
+            return Err(invalid(
+                "batch.writers",
+                format!(
+                    "{} leaves no connection of database.max_connections ({}) for the lead \
+                     sender and maintenance: raise database.max_connections",
+                    b.writers, d.max_connections
+                ),
+            ));
+        }
         let max_age = duration("batch.max_age", &b.max_age)?;
         if max_age < Duration::from_millis(1) {
             return Err(invalid("batch.max_age", "must be at least 1ms"));
@@ -467,6 +491,7 @@ impl FileConfig {
             crm: leads,
             batch_max_messages: b.max_messages,
             batch_max_age: max_age,
+            batch_writers: b.writers,
             shutdown_grace: duration("batch.shutdown_grace", &b.shutdown_grace)?,
             limits: crate::validate::Limits {
                 max_payload: usize::try_from(max_payload).unwrap_or(usize::MAX),
@@ -637,6 +662,8 @@ pub struct Settings {
     pub crm: Option<CrmSettings>,
     pub batch_max_messages: usize,
     pub batch_max_age: Duration,
+    /// Writers, each writing its own batches on its own connection.
+    pub batch_writers: usize,
     pub shutdown_grace: Duration,
     pub limits: crate::validate::Limits,
     pub metrics_listen: Option<SocketAddr>,
@@ -651,6 +678,7 @@ impl fmt::Debug for Settings {
             .field("database_url", &redact_url(&self.database_url))
             .field("batch_max_messages", &self.batch_max_messages)
             .field("batch_max_age", &self.batch_max_age)
+            .field("batch_writers", &self.batch_writers)
             .field("limits", &self.limits)
             .field("crm", &self.crm)
             .field("metrics_listen", &self.metrics_listen)
@@ -684,6 +712,7 @@ mod tests {
         assert_eq!(s.mqtt.share_group.as_deref(), Some("ingest"));
         assert_eq!(s.batch_max_messages, 500);
         assert_eq!(s.batch_max_age, Duration::from_millis(200));
+        assert_eq!(s.batch_writers, 2);
         assert_eq!(s.limits.max_payload, 256 * 1024);
         assert_eq!(s.limits.max_clock_behind, Duration::from_secs(30 * 86_400));
         assert!(s.migrate_on_start);
@@ -711,6 +740,8 @@ mod tests {
             (|c| c.database.url = "mysql://x".into(), "database.url:"),
             (|c| c.batch.max_messages = 0, "batch.max_messages:"),
             (|c| c.batch.max_messages = 5000, "batch.max_messages:"),
+            (|c| c.batch.writers = 0, "batch.writers:"),
+            (|c| c.batch.writers = 8, "batch.writers:"),
             (|c| c.batch.max_age = "200".into(), "batch.max_age:"),
             (
                 |c| c.validate.max_payload = "lots".into(),

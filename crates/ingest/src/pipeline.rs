@@ -1,19 +1,25 @@
-//! The running ingest: two tasks, a bounded channel of messages from the first to the second
-//! and a channel of acknowledgements back.
+//! The running ingest: a reader, a dispatcher and one or more writers, with bounded channels
+//! of messages between them and a channel of acknowledgements back to the reader.
 //!
 //! - The **reader** owns the MQTT connection: it (re)connects, subscribes, and passes each
 //!   received message into the bounded channel. While the channel is full it stops reading the
-//!   socket, so the broker holds the rest. It writes the acknowledgements the writer sends back
-//!   straight onto the socket, before anything else: rumqttc's own request queue takes one
-//!   request per turn while each read takes a bunch of deliveries, and under load its
-//!   acknowledgements fell ever further behind (measured by `telltale-load`).
-//! - The **writer** decodes and validates each message, feeds the [`Batcher`], writes each
-//!   sealed batch (`Sink::ingest`, then `Sink::dead_letter`) and, only after both succeeded,
-//!   hands the batch's acknowledgements to the reader in arrival order. A failing store is
-//!   retried with back-off and nothing is acknowledged meanwhile.
+//!   socket, so the broker holds the rest. It writes the acknowledgements the writers send back
+//!   straight onto the socket, before anything else, in the order the messages arrived
+//!   ([`AckOrder`]): rumqttc's own request queue takes one request per turn while each read
+//!   takes a bunch of deliveries, and under load its acknowledgements fell ever further behind
+//!   (measured by `telltale-load`).
+//! - The **dispatcher** decodes and validates each message, numbers it in arrival order and
+//!   hands it to the writer that owns its device (`batch.writers` of them, each device always
+//!   to the same one, so one device's messages are stored in the order they came).
+//! - Each **writer** feeds its own [`Batcher`], writes each sealed batch (`Sink::ingest`, then
+//!   `Sink::dead_letter`) on its own database connection and, only after both succeeded, hands
+//!   the batch's acknowledgements to the reader. A failing store is retried with back-off and
+//!   nothing is acknowledged meanwhile. Several writers keep the database busy on several
+//!   cores while one batch commits, which one writer alone cannot (`telltale-load` measures
+//!   it).
 //!
-//! Neither task waits on the other without serving it: the reader takes acknowledgements while
-//! it waits for room in the channel, and the writer never waits to send one.
+//! No task waits on another without serving it: the reader takes acknowledgements while it
+//! waits for room in the channel, and a writer never waits to send one.
 //!
 //! A message the broker delivers again while the ingest still holds it unacknowledged (after a
 //! reconnect in the middle of a long write) has the same packet id as the held one, because a
@@ -21,14 +27,16 @@
 //! message is acknowledged once. (The copy is not lost: the held one is acknowledged after its
 //! commit.)
 //!
-//! Shutdown: the writer stops taking messages, writes what it holds (retrying a failing store
-//! for at most the shutdown grace), hands over the acknowledgements, and ends; the reader
-//! writes them, then sends DISCONNECT. Messages received but not written stay unacknowledged in
-//! the broker's session and come again on the next start.
+//! Shutdown: the dispatcher and the writers stop taking messages, each writer writes what it
+//! holds (retrying a failing store for at most the shutdown grace) and hands over the
+//! acknowledgements; the reader writes those now due, then sends DISCONNECT. Messages received
+//! but not written, and committed ones behind them in arrival order, stay unacknowledged in the
+//! broker's session and come again on the next start (the store ignores what it already has).
 
 use std::collections::HashSet;
 use std::fmt::Display;
 use std::future::Future;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,7 +48,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::batcher::{self, Batcher, Item, Step};
+use crate::batcher::{self, AckOrder, Batcher, Item, Step};
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::mqtt;
@@ -50,8 +58,9 @@ use telltale_service::mqtt::{AckToken, Connection, Event, Handle};
 /// Messages waiting between the reader and the writer, beyond what the writer holds.
 const CHANNEL: usize = 64;
 
-/// Where batches go. [`Store`] is the real one; tests put a failing one in its place.
-pub trait Sink: Send + Sync + 'static {
+/// Where batches go. [`Store`] is the real one; tests put a failing one in its place. Each
+/// writer holds a clone.
+pub trait Sink: Clone + Send + Sync + 'static {
     type Error: Display + Send;
     fn ingest(
         &self,
@@ -94,12 +103,22 @@ impl Unacked {
     }
 }
 
-/// One received message on its way to the writer.
+/// One received message on its way to the dispatcher.
 #[derive(Debug)]
 struct Incoming {
     topic: String,
     payload: Bytes,
     ack: AckToken,
+}
+
+/// A message's acknowledgement and its number in arrival order, for [`AckOrder`].
+type Numbered = (u64, AckToken);
+
+/// One decoded (or refused) message on its way to the writer that owns its device.
+#[derive(Debug)]
+struct Routed {
+    item: Item,
+    ack: Numbered,
 }
 
 /// Runs the ingest until `shutdown` is cancelled and the batch in hand is committed.
@@ -133,22 +152,42 @@ pub async fn run<S: Sink>(
         }
         .run(connection, tx, ack_rx),
     );
-    let writer = Writer {
-        sink,
-        acks: ack_tx,
-        leads_due,
+    let limits = batcher::Limits {
+        max_messages: settings.batch_max_messages,
+        max_age: settings.batch_max_age,
+        max_held,
+        retry_min: Duration::from_millis(100),
+        retry_max: Duration::from_secs(10),
+    };
+    let mut writers = Vec::new();
+    let mut inputs = Vec::new();
+    for _ in 0..settings.batch_writers.max(1) {
+        let (wtx, wrx) = mpsc::channel(CHANNEL);
+        inputs.push(wtx);
+        let writer = Writer {
+            sink: sink.clone(),
+            acks: ack_tx.clone(),
+            leads_due: leads_due.clone(),
+            metrics: metrics.clone(),
+            grace: settings.shutdown_grace,
+            batcher: Batcher::new(limits),
+        };
+        writers.push(tokio::spawn(writer.run(wrx, shutdown.clone())));
+    }
+    drop(ack_tx);
+    Dispatcher {
+        writers: inputs,
         metrics,
         limits: settings.limits.clone(),
-        grace: settings.shutdown_grace,
-        batcher: Batcher::new(batcher::Limits {
-            max_messages: settings.batch_max_messages,
-            max_age: settings.batch_max_age,
-            max_held,
-            retry_min: Duration::from_millis(100),
-            retry_max: Duration::from_secs(10),
-        }),
-    };
-    writer.run(rx, shutdown).await;
+        next: 0,
+    }
+    .run(rx, shutdown)
+    .await;
+    for w in writers {
+        if let Err(e) = w.await {
+            tracing::error!(cause = %e, "writer task failed");
+        }
+    }
     writer_done.cancel();
     if let Err(e) = reader.await {
         tracing::error!(cause = %e, "MQTT reader task failed");
@@ -174,15 +213,17 @@ impl Reader {
         self,
         mut connection: Connection,
         tx: mpsc::Sender<Incoming>,
-        mut acks: mpsc::UnboundedReceiver<AckToken>,
+        mut acks: mpsc::UnboundedReceiver<Numbered>,
     ) {
+        let mut order = AckOrder::default();
         let mut failures = 0u32;
         let mut disconnect_at: Option<Instant> = None;
         let mut held: Option<Incoming> = None;
         loop {
             if disconnect_at.is_none() && self.writer_done.is_cancelled() {
                 // The writer has stopped: its last acknowledgements go out, then DISCONNECT.
-                self.write_acks(&mut connection, None, &mut acks).await;
+                self.write_acks(&mut connection, None, &mut acks, &mut order)
+                    .await;
                 if self.handle.disconnect().is_err() {
                     return;
                 }
@@ -191,7 +232,7 @@ impl Reader {
             let polled = tokio::select! {
                 biased;
                 Some(first) = acks.recv() => {
-                    self.write_acks(&mut connection, Some(first), &mut acks).await;
+                    self.write_acks(&mut connection, Some(first), &mut acks, &mut order).await;
                     continue;
                 }
                 permit = tx.reserve(), if held.is_some() => {
@@ -275,16 +316,23 @@ impl Reader {
         }
     }
 
-    /// Writes `first` and every other acknowledgement waiting, then flushes them out.
+    /// Takes `first` and every other acknowledgement waiting, writes those now due in arrival
+    /// order, then flushes them out.
     async fn write_acks(
         &self,
         connection: &mut Connection,
-        first: Option<AckToken>,
-        acks: &mut mpsc::UnboundedReceiver<AckToken>,
+        first: Option<Numbered>,
+        acks: &mut mpsc::UnboundedReceiver<Numbered>,
+        order: &mut AckOrder<AckToken>,
     ) {
-        let mut written = 0usize;
+        let mut due = Vec::new();
         let mut next = first.or_else(|| acks.try_recv().ok());
-        while let Some(ack) = next {
+        while let Some((n, ack)) = next {
+            order.committed(n, ack, &mut due);
+            next = acks.try_recv().ok();
+        }
+        let mut written = 0usize;
+        for ack in due {
             match connection.ack_now(&self.handle, &ack).await {
                 Ok(()) => {
                     written += 1;
@@ -298,7 +346,6 @@ impl Reader {
             }
             self.unacked.remove(ack.pkid());
             self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-            next = acks.try_recv().ok();
         }
         if written > 0
             && let Err(e) = connection.flush().await
@@ -313,20 +360,94 @@ impl Reader {
     }
 }
 
+/// Decodes and validates each message, numbers it in arrival order and hands it to the writer
+/// that owns its device.
+struct Dispatcher {
+    writers: Vec<mpsc::Sender<Routed>>,
+    metrics: Arc<Metrics>,
+    limits: validate::Limits,
+    /// The next message's number.
+    next: u64,
+}
+
+impl Dispatcher {
+    async fn run(mut self, mut rx: mpsc::Receiver<Incoming>, shutdown: CancellationToken) {
+        loop {
+            let m = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                m = rx.recv() => match m {
+                    Some(m) => m,
+                    None => break,
+                },
+            };
+            let (item, owner) = self.decode(&m);
+            let routed = Routed {
+                item,
+                ack: (self.next, m.ack),
+            };
+            self.next += 1;
+            let writer = &self.writers[owner];
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                sent = writer.send(routed) => if sent.is_err() {
+                    break;
+                },
+            }
+        }
+    }
+
+    /// Decodes one message; returns it with the writer that owns its device (its topic's, when
+    /// it cannot be decoded).
+    fn decode(&self, m: &Incoming) -> (Item, usize) {
+        let received_at = Utc::now();
+        let writers = self.writers.len();
+        let owner;
+        let item = match validate::decode(&m.topic, &m.payload, received_at, &self.limits) {
+            Ok(a) => {
+                self.metrics.received(Some(a.kind));
+                if a.clock != ClockCheck::Plausible {
+                    self.metrics.clock_flagged.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(device = %a.envelope.device_id, kind = %a.kind, clock = ?a.clock, "device clock implausible; message kept with its device time");
+                }
+                owner = writer_of(&a.envelope.device_id, writers);
+                Item::Data(a.envelope)
+            }
+            Err(r) => {
+                self.metrics.received(r.kind);
+                self.metrics.dead_letters.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(topic = %m.topic, bytes = m.payload.len(), reason = %r.reason, "message refused; kept as a dead letter");
+                owner = writer_of(&m.topic, writers);
+                Item::Dead(r.into_dead_letter(&m.topic, &m.payload, received_at))
+            }
+        };
+        (item, owner)
+    }
+}
+
+/// Which of `writers` writers owns a device (or, for a message that cannot be decoded, its
+/// topic): the same one for as long as the ingest runs, spread evenly over many devices.
+pub fn writer_of(device_id: &str, writers: usize) -> usize {
+    let mut h = std::hash::DefaultHasher::new();
+    device_id.hash(&mut h);
+    (h.finish() % writers.max(1) as u64) as usize
+}
+
+/// One writer: its devices' messages in, batches out to the store on its own connection.
 struct Writer<S> {
     sink: S,
-    /// Committed messages' acknowledgements, for the reader to write.
-    acks: mpsc::UnboundedSender<AckToken>,
+    /// Committed messages' acknowledgements, for the reader to put in order and write.
+    acks: mpsc::UnboundedSender<Numbered>,
     /// Notified when a committed batch wrote leads, so the sender sends them at once.
     leads_due: Arc<tokio::sync::Notify>,
     metrics: Arc<Metrics>,
-    limits: validate::Limits,
     grace: Duration,
-    batcher: Batcher<AckToken>,
+    batcher: Batcher<Numbered>,
 }
 
 impl<S: Sink> Writer<S> {
-    async fn run(mut self, mut rx: mpsc::Receiver<Incoming>, shutdown: CancellationToken) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Routed>, shutdown: CancellationToken) {
         loop {
             let wake = match self.batcher.step(Instant::now().into_std()) {
                 Step::Write => {
@@ -340,35 +461,13 @@ impl<S: Sink> Writer<S> {
                 biased;
                 _ = shutdown.cancelled() => break,
                 msg = rx.recv(), if self.batcher.accepting() => match msg {
-                    Some(m) => self.take(m),
+                    Some(m) => self.batcher.push(m.item, m.ack, Instant::now().into_std()),
                     None => break,
                 },
                 _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
             }
         }
         self.finish().await;
-    }
-
-    /// Decodes one message and adds it to the batcher.
-    fn take(&mut self, m: Incoming) {
-        let received_at = Utc::now();
-        let item = match validate::decode(&m.topic, &m.payload, received_at, &self.limits) {
-            Ok(a) => {
-                self.metrics.received(Some(a.kind));
-                if a.clock != ClockCheck::Plausible {
-                    self.metrics.clock_flagged.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(device = %a.envelope.device_id, kind = %a.kind, clock = ?a.clock, "device clock implausible; message kept with its device time");
-                }
-                Item::Data(a.envelope)
-            }
-            Err(r) => {
-                self.metrics.received(r.kind);
-                self.metrics.dead_letters.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(topic = %m.topic, bytes = m.payload.len(), reason = %r.reason, "message refused; kept as a dead letter");
-                Item::Dead(r.into_dead_letter(&m.topic, &m.payload, received_at))
-            }
-        };
-        self.batcher.push(item, m.ack, Instant::now().into_std());
     }
 
     /// Writes the sealed batch once; on success acknowledges it, on failure schedules a retry.

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use common::{MemorySink, Running, publisher, settings, telemetry, until_subscribed, wait_until};
 use telltale_e2e::mqtt::Broker;
+use telltale_ingest::pipeline::writer_of;
+use telltale_store::Uplink;
 use telltale_wire::topic::{Kind, topic};
 
 const LIMIT: Duration = Duration::from_secs(15);
@@ -93,6 +95,101 @@ async fn a_failing_store_is_retried_and_nothing_is_acknowledged_before_the_commi
     let ingest2 = Running::start(&s, sink2.clone());
     wait_until("redelivered", LIMIT, || sink2.seqs().len() >= 3).await;
     assert_eq!(sink2.seqs(), vec![2, 3, 4]);
+    ingest2.stop().await;
+}
+
+/// Two writers: a device whose batch is slow to commit holds back the acknowledgements of
+/// messages that arrived after it and were committed meanwhile by the other writer (PUBACKs
+/// leave in arrival order), and each device's messages are stored in the order they came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_writers_acks_leave_in_arrival_order_and_each_device_keeps_its_order() {
+    let broker = Broker::start();
+    let s = settings(&broker.url(), "ingest-writers", true);
+    assert_eq!(s.batch_writers, 2, "the default");
+    // Two devices that the dispatcher gives to different writers.
+    let slow = "car-slow";
+    let Some(fast) = (0..100)
+        .map(|i| format!("car-fast-{i}"))
+        .find(|d| writer_of(d, 2) != writer_of(slow, 2))
+    else {
+        panic!("no device for the other writer");
+    };
+    let sink = MemorySink::default();
+    let ingest = Running::start(&s, sink.clone());
+    let car = publisher(broker.port, "car-writers");
+    until_subscribed(&car, slow, || sink.statuses() > 0).await;
+    until_subscribed(&car, &fast, || sink.statuses() > 1).await;
+    // Let any status still on its way arrive, then settle.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until("the statuses acknowledged", LIMIT, || {
+        ingest.metrics.in_flight.load(Ordering::SeqCst) == 0
+    })
+    .await;
+
+    sink.lock().stall_device = Some(slow.into());
+    car.publish(&topic(slow, Kind::Telemetry), telemetry(slow, 1, 1.0));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for seq in 1..=3 {
+        car.publish(&topic(&fast, Kind::Telemetry), telemetry(&fast, seq, 2.0));
+    }
+    wait_until("the fast device's three stored", LIMIT, || {
+        sink.seqs() == vec![1, 2, 3]
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        ingest.metrics.in_flight.load(Ordering::SeqCst),
+        4,
+        "committed, but behind the slow device's message in arrival order: none acknowledged"
+    );
+
+    sink.lock().stall_device = None;
+    wait_until("all four acknowledged", LIMIT, || {
+        ingest.metrics.in_flight.load(Ordering::SeqCst) == 0
+    })
+    .await;
+    for seq in 2..=40 {
+        car.publish(&topic(slow, Kind::Telemetry), telemetry(slow, seq, 1.0));
+        car.publish(
+            &topic(&fast, Kind::Telemetry),
+            telemetry(&fast, seq + 2, 2.0),
+        );
+    }
+    wait_until("every message", LIMIT, || sink.seqs().len() == 4 + 2 * 39).await;
+    wait_until("every message acknowledged", LIMIT, || {
+        ingest.metrics.in_flight.load(Ordering::SeqCst) == 0
+    })
+    .await;
+    let per_device = |device: &str| -> Vec<u64> {
+        sink.lock()
+            .envelopes
+            .iter()
+            .filter(|e| e.device_id == device && !matches!(e.message, Uplink::Status(_)))
+            .filter_map(|e| match &e.message {
+                Uplink::Telemetry(m) => m.header.as_ref().map(|h| h.seq),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        per_device(slow),
+        (1..=40).collect::<Vec<_>>(),
+        "in order, once"
+    );
+    assert_eq!(
+        per_device(&fast),
+        (1..=42).collect::<Vec<_>>(),
+        "in order, once"
+    );
+    ingest.stop().await;
+
+    // Everything was acknowledged: the same session gives nothing again.
+    let sink2 = MemorySink::default();
+    let ingest2 = Running::start(&s, sink2.clone());
+    car.publish(&topic(slow, Kind::Telemetry), telemetry(slow, 99, 1.0));
+    wait_until("the marker", LIMIT, || !sink2.seqs().is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink2.seqs(), vec![99], "nothing redelivered");
     ingest2.stop().await;
 }
 

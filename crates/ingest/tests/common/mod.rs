@@ -40,6 +40,8 @@ pub struct SinkState {
     pub fail_next: u64,
     /// Fail every call while set.
     pub broken: bool,
+    /// A batch holding this device's messages waits, uncommitted, while it is set.
+    pub stall_device: Option<String>,
 }
 
 /// An in-memory [`Sink`]; clones share their state.
@@ -82,6 +84,14 @@ impl Sink for MemorySink {
     type Error = String;
     async fn ingest(&self, batch: &[Envelope]) -> Result<IngestOutcome, String> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
+        while self
+            .lock()
+            .stall_device
+            .as_ref()
+            .is_some_and(|d| batch.iter().any(|e| &e.device_id == d))
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let mut s = self.lock();
         if s.broken {
             return Err("the test store is down".into());
