@@ -10,9 +10,10 @@
 //! - `health`: the gRPC health check; the server answers it from memory, so it is the ceiling
 //!   for everything that goes through tonic on this machine (client included).
 //! - `get-quote`: `GetQuote` of a random seeded quote (advisor token).
-//! - `get-quote-db`: what `GetQuote` asks the database (the token's principal, then the quote)
-//!   through the CRM's own `Db`, in this process, with the server's pool size: the database's
-//!   ceiling for `GetQuote`, without gRPC.
+//! - `get-quote-db`: what `GetQuote` asks the database per call (the quote; the token's
+//!   principal comes from the CRM's token cache after the first call, so it is looked up once
+//!   here too) through the CRM's own `Db`, in this process, with the server's pool size: the
+//!   database's ceiling for `GetQuote`, without gRPC.
 //! - `create-repeat`: `CreateLead` again with a seeded lead's key (integration token): the
 //!   idempotent answer, the same lead, `created = false`.
 //! - `create-new`: `CreateLead` with a new key, a new VIN and a real code: a new lead with its
@@ -287,21 +288,21 @@ async fn measure(call: Call, t: &Arc<Target>, shape: Shape, round: u32) -> anyho
                     .context("connecting in-process")?;
             let db = Arc::new(db);
             let hash = telltale_crm::auth::token_hash(&t.advisor);
+            let who = db
+                .principal(&hash, telltale_crm::app::system_clock())
+                .await
+                .context("the advisor's principal")?
+                .context("the advisor's token is unknown")?;
+            let tenant = Arc::new(who.tenant);
             let t = t.clone();
             let out = {
                 let db = db.clone();
                 load::run(shape, move |_, n| {
-                    let (db, hash) = (db.clone(), hash.clone());
+                    let (db, tenant) = (db.clone(), tenant.clone());
                     let id = t.seeded[pick(n, t.seeded.len())].quote_id.clone();
                     async move {
-                        let now = telltale_crm::app::system_clock();
-                        let who = db
-                            .principal(&hash, now)
-                            .await
-                            .map_err(|e| format!("principal: {e}"))?
-                            .ok_or("the advisor's token is unknown")?;
                         let q = db
-                            .quote(&who.tenant, &id)
+                            .quote(&tenant, &id)
                             .await
                             .map_err(|e| format!("quote: {e}"))?;
                         if q.id != id || q.body.options.is_empty() {

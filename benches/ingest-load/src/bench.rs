@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 use crate::broker::Broker;
 use crate::copy::{self, CeilingResult};
-use crate::db::{self, Check, Latency, Scratch};
+use crate::db::{self, Check, Latency, MinuteLatency, Scratch};
 use crate::fleet::Fleet;
 use crate::generate::{self, round3};
 use crate::ingest::{Ingest, IngestConfig};
@@ -119,6 +119,10 @@ pub struct LiveResult {
     /// From the broker's last PUBACK to the last commit; `None` when not complete.
     pub lag_seconds: Option<f64>,
     pub latency: Option<Latency>,
+    /// Receive latency per minute of the run (see [`db::latency_by_minute`]).
+    pub latency_by_minute: Vec<MinuteLatency>,
+    /// The consumer's resident memory every 10 s: seconds since the first publish, KiB.
+    pub memory_kib: Vec<[u64; 2]>,
     pub check: Option<Check>,
     /// Whether every published sample is in the table exactly once.
     pub exact: bool,
@@ -646,7 +650,16 @@ async fn live_on(
     };
     let mut last_progress = (0u64, Instant::now());
     let mut stalled = false;
+    let started = Instant::now();
+    let mut memory_kib = Vec::new();
+    let mut next_memory = started;
     let (done_at, mut committed) = loop {
+        if Instant::now() >= next_memory {
+            if let Some(kib) = consumer.pid().and_then(crate::proc::rss_kib) {
+                memory_kib.push([started.elapsed().as_secs(), kib]);
+            }
+            next_memory += Duration::from_secs(10);
+        }
         if published.is_none() {
             tokio::select! {
                 r = &mut generator => {
@@ -720,6 +733,7 @@ async fn live_on(
     }
     let check = db::check(&mut conn, fleet.samples_per_batch).await?;
     let latency = db::latency(&mut conn).await?;
+    let latency_by_minute = db::latency_by_minute(&mut conn).await?;
     let exact = check.exact(fleet.telemetry_messages(), fleet.samples_per_batch);
     use sqlx::Connection as _;
     let _ = conn.close().await;
@@ -736,6 +750,8 @@ async fn live_on(
         active_samples_per_second: (committed as f64 / active.max(1e-6)).round(),
         lag_seconds: complete.then(|| round3(done_at.duration_since(times.last_ack).as_secs_f64())),
         latency,
+        latency_by_minute,
+        memory_kib,
         check: Some(check),
         exact,
         cpu,

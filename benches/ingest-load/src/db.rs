@@ -179,6 +179,46 @@ pub async fn latency(conn: &mut PgConnection) -> anyhow::Result<Option<Latency>>
     }))
 }
 
+/// Receive latency of the messages that arrived in one minute of a run.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MinuteLatency {
+    /// Minutes since the first message arrived (0 is the first minute).
+    pub minute: u32,
+    pub messages: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// [`latency`] minute by minute: whether the ingest kept up all along (a backlog at the broker
+/// shows as a latency that grows from minute to minute).
+pub async fn latency_by_minute(conn: &mut PgConnection) -> anyhow::Result<Vec<MinuteLatency>> {
+    let rows = sqlx::query(
+        "WITH m AS (SELECT max(received_at) AS at,
+                           extract(epoch FROM max(received_at) - max(device_time)) * 1000 AS ms
+                    FROM telemetry GROUP BY device_id, boot_id, seq),
+              t0 AS (SELECT min(at) AS t0 FROM m)
+         SELECT floor(extract(epoch FROM at - t0) / 60)::int4 AS minute, count(*)::int8,
+                percentile_cont(ARRAY[0.5, 0.99, 1.0]) WITHIN GROUP (ORDER BY ms)
+         FROM m, t0 GROUP BY minute ORDER BY minute",
+    )
+    .fetch_all(conn)
+    .await
+    .context("latency by minute")?;
+    rows.iter()
+        .map(|r| {
+            let p: Vec<f64> = r.try_get(2)?;
+            Ok(MinuteLatency {
+                minute: r.try_get::<i32, _>(0)?.unsigned_abs(),
+                messages: r.try_get::<i64, _>(1)?.unsigned_abs(),
+                p50_ms: p.first().copied().unwrap_or(0.0).round(),
+                p99_ms: p.get(1).copied().unwrap_or(0.0).round(),
+                max_ms: p.get(2).copied().unwrap_or(0.0).round(),
+            })
+        })
+        .collect()
+}
+
 /// Whether PostgreSQL answers at `url` within `limit`.
 pub async fn reachable(url: &str, limit: Duration) -> anyhow::Result<()> {
     let conn = tokio::time::timeout(limit, PgConnection::connect(url))

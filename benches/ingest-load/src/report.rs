@@ -174,8 +174,36 @@ fn live_line(x: &LiveResult) -> String {
             x.active_samples_per_second, x.active_seconds
         )
     };
+    let minutes = if x.latency_by_minute.len() > 2 {
+        let rows: Vec<String> = x
+            .latency_by_minute
+            .iter()
+            .map(|m| {
+                format!(
+                    "{}: {} msgs {:.0}/{:.0}/{:.0} ms",
+                    m.minute, m.messages, m.p50_ms, m.p99_ms, m.max_ms
+                )
+            })
+            .collect();
+        format!(
+            "\n      receive latency p50/p99/max by minute: {}",
+            rows.join("; ")
+        )
+    } else {
+        String::new()
+    };
+    let memory = if x.memory_kib.len() > 2 {
+        let mib: Vec<String> = x
+            .memory_kib
+            .iter()
+            .map(|[t, k]| format!("{t} s {:.0}", *k as f64 / 1024.0))
+            .collect();
+        format!("\n      resident memory, MiB: {}", mib.join(", "))
+    } else {
+        String::new()
+    };
     format!(
-        "{:>9.0} samples/s, {} of {} samples in {:.2} s{}{active}, lag {}, receive latency p50/p99/max {}, published at {:.0}/s; exact: {}; CPU {}{counters}",
+        "{:>9.0} samples/s, {} of {} samples in {:.2} s{}{active}, lag {}, receive latency p50/p99/max {}, published at {:.0}/s; exact: {}; CPU {}{counters}{minutes}{memory}",
         x.samples_per_second,
         x.committed_samples,
         x.published.samples,

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::events::LeadChange;
 
-use crate::auth::{self, Action, Principal};
+use crate::auth::{self, Action, Principal, PrincipalCache};
 use crate::catalog::{LaborGuide, PartsCatalog};
 use crate::data::Data;
 use crate::db::{
@@ -25,6 +25,13 @@ use crate::metrics::bump;
 use crate::pricing::{self, PriceBook, Vehicle};
 use crate::quote::{OptionDraft, QuoteBody, QuoteError, price_options};
 use crate::slots::Slot;
+
+/// How long a looked-up token is trusted without asking the database again (see
+/// [`PrincipalCache`]), unless [`Crm::with_token_cache`] says otherwise.
+pub const DEFAULT_TOKEN_CACHE: Duration = Duration::from_secs(5);
+
+/// Tokens kept in that cache at most.
+const TOKEN_CACHE_ENTRIES: usize = 10_000;
 
 /// How long an owner's link works unless the advisor says otherwise.
 pub const DEFAULT_LINK_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -106,6 +113,7 @@ pub struct Crm {
     links: LinkKey,
     public_url: String,
     clock: Clock,
+    principals: PrincipalCache,
 }
 
 impl std::fmt::Debug for Crm {
@@ -140,7 +148,23 @@ impl Crm {
             links,
             public_url: public_url.trim_end_matches('/').to_owned(),
             clock: Arc::new(system_clock),
+            principals: PrincipalCache::new(DEFAULT_TOKEN_CACHE, TOKEN_CACHE_ENTRIES),
         }
+    }
+
+    /// How long a looked-up token is trusted before the database is asked again; zero asks it
+    /// on every call.
+    pub fn with_token_cache(mut self, ttl: Duration) -> Crm {
+        self.principals = PrincipalCache::new(ttl, TOKEN_CACHE_ENTRIES);
+        self
+    }
+
+    /// Revokes a token: it stops working on this instance at once, and on others within their
+    /// token cache's time.
+    pub async fn revoke_token(&self, tenant: &str, token_id: &str) -> Result<(), AppError> {
+        self.db.revoke_token(tenant, token_id, self.now()).await?;
+        self.principals.forget(token_id);
+        Ok(())
     }
 
     /// Replaces the clock (tests move time instead of waiting).
@@ -180,13 +204,18 @@ impl Crm {
         action: Action,
     ) -> Result<Principal, AppError> {
         let token = auth::bearer(header).map_err(|m| AppError::Unauthenticated(m.to_owned()))?;
-        let who = self
-            .db
-            .principal(&auth::token_hash(token), self.now())
-            .await?
-            .ok_or_else(|| {
-                AppError::Unauthenticated("the token is unknown, revoked or expired".into())
-            })?;
+        let hash = auth::token_hash(token);
+        let now = self.now();
+        let who = match self.principals.get(&hash, now) {
+            Some(who) => who,
+            None => {
+                let who = self.db.principal(&hash, now).await?.ok_or_else(|| {
+                    AppError::Unauthenticated("the token is unknown, revoked or expired".into())
+                })?;
+                self.principals.put(&hash, &who, now);
+                who
+            }
+        };
         if !who.role.may(action) {
             return Err(AppError::Forbidden(format!(
                 "a {} token may not {action:?}",

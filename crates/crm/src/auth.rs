@@ -6,7 +6,10 @@
 //! has one role; every call checks the role against the action it takes, and the tenant scopes
 //! every row it can see.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Mutex;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -86,12 +89,71 @@ pub struct Principal {
     /// The advisor's id, or the service account's name.
     pub subject: String,
     pub token_id: String,
+    /// When the token stops working (ms since 1970), if ever.
+    pub expires_ms: Option<i64>,
 }
 
 impl Principal {
     /// How the audit trail names this caller.
     pub fn actor(&self) -> String {
         format!("{}:{}", self.role, self.subject)
+    }
+}
+
+/// Callers recently authenticated, by token hash, so that a busy client's every call does not
+/// look its token up again (one query of the two a `GetQuote` made). An entry is used for at
+/// most `ttl` after its lookup and never past the token's expiry; a token revoked through
+/// [`crate::app::Crm::revoke_token`] leaves at once, and one revoked in the database behind this
+/// instance's back (by another instance, by hand) stops working within `ttl`. Unknown tokens
+/// are never kept. Bounded: when full, it starts over.
+#[derive(Debug)]
+pub struct PrincipalCache {
+    ttl_ms: i64,
+    max: usize,
+    /// Token hash → the principal and until when it may be used.
+    entries: Mutex<HashMap<String, (Principal, i64)>>,
+}
+
+impl PrincipalCache {
+    /// A `ttl` of zero keeps nothing: every call looks its token up.
+    pub fn new(ttl: Duration, max: usize) -> PrincipalCache {
+        PrincipalCache {
+            ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
+            max,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn get(&self, hash: &str, now_ms: i64) -> Option<Principal> {
+        let entries = self.lock();
+        match entries.get(hash) {
+            Some((who, until)) if now_ms < *until => Some(who.clone()),
+            _ => None,
+        }
+    }
+
+    /// Keeps `who`, looked up at `now_ms`.
+    pub fn put(&self, hash: &str, who: &Principal, now_ms: i64) {
+        if self.ttl_ms <= 0 || self.max == 0 {
+            return;
+        }
+        let until = now_ms
+            .saturating_add(self.ttl_ms)
+            .min(who.expires_ms.unwrap_or(i64::MAX));
+        let mut entries = self.lock();
+        if entries.len() >= self.max && !entries.contains_key(hash) {
+            entries.clear();
+        }
+        entries.insert(hash.to_owned(), (who.clone(), until));
+    }
+
+    /// Forgets every entry of token `token_id` (it was revoked).
+    pub fn forget(&self, token_id: &str) {
+        self.lock().retain(|_, (who, _)| who.token_id != token_id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Principal, i64)>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -150,6 +212,56 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn principal(token_id: &str, expires_ms: Option<i64>) -> Principal {
+        Principal {
+            tenant: "north".into(),
+            role: Role::Advisor,
+            subject: "ann".into(),
+            token_id: token_id.into(),
+            expires_ms,
+        }
+    }
+
+    #[test]
+    fn the_token_cache_trusts_an_entry_for_its_time_and_never_past_the_tokens_expiry() {
+        let cache = PrincipalCache::new(Duration::from_secs(5), 10);
+        cache.put("h1", &principal("tk_1", None), 1_000);
+        assert_eq!(cache.get("h1", 5_999), Some(principal("tk_1", None)));
+        assert_eq!(cache.get("h1", 6_000), None, "5 s after the lookup");
+        cache.put("h2", &principal("tk_2", Some(3_000)), 1_000);
+        assert!(cache.get("h2", 2_999).is_some());
+        assert_eq!(cache.get("h2", 3_000), None, "the token expired");
+        assert_eq!(cache.get("unknown", 1_000), None);
+    }
+
+    #[test]
+    fn a_revoked_token_leaves_the_cache_and_a_zero_time_keeps_nothing() {
+        let cache = PrincipalCache::new(Duration::from_secs(5), 10);
+        cache.put("h1", &principal("tk_1", None), 0);
+        cache.put("h2", &principal("tk_2", None), 0);
+        cache.forget("tk_1");
+        assert_eq!(cache.get("h1", 1), None);
+        assert!(cache.get("h2", 1).is_some());
+        let off = PrincipalCache::new(Duration::ZERO, 10);
+        off.put("h1", &principal("tk_1", None), 0);
+        assert_eq!(off.get("h1", 0), None);
+    }
+
+    #[test]
+    fn a_full_token_cache_starts_over() {
+        let cache = PrincipalCache::new(Duration::from_secs(5), 2);
+        cache.put("h1", &principal("tk_1", None), 0);
+        cache.put("h2", &principal("tk_2", None), 0);
+        cache.put("h2", &principal("tk_2", None), 1);
+        assert!(
+            cache.get("h1", 1).is_some(),
+            "refreshing a kept one does not clear"
+        );
+        cache.put("h3", &principal("tk_3", None), 1);
+        assert_eq!(cache.get("h1", 1), None);
+        assert!(cache.get("h3", 1).is_some());
+    }
 
     #[test]
     fn roles_are_scoped() {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use telltale_crm::app::{AppError, Crm, LeadRequest, LinkProblem};
+use telltale_crm::app::{AppError, Crm, DEFAULT_TOKEN_CACHE, LeadRequest, LinkProblem};
 use telltale_crm::auth::{self, Action, Principal, Role};
 use telltale_crm::data::Data;
 use telltale_crm::db::{
@@ -404,15 +404,43 @@ async fn tokens_are_scoped(fx: Fx) {
         .await
         .unwrap();
     assert_eq!(who.actor(), "advisor:ann");
-    fx.crm
-        .db()
-        .revoke_token("north", &who.token_id, T0)
-        .await
-        .unwrap();
+    fx.crm.revoke_token("north", &who.token_id).await.unwrap();
     assert!(matches!(
         fx.crm.authorize(Some(&advisor), Action::ReadLeads).await,
         Err(AppError::Unauthenticated(_))
     ));
+    // Revoked in the database behind this instance's back (by another instance): trusted
+    // from the token cache until its time is up, and no longer.
+    let manager = fx.token("north", Role::Manager, "mia").await;
+    let who = fx
+        .crm
+        .authorize(Some(&manager), Action::ReadLeads)
+        .await
+        .unwrap();
+    fx.crm
+        .db()
+        .revoke_token("north", &who.token_id, fx.crm.now())
+        .await
+        .unwrap();
+    assert!(
+        fx.crm
+            .authorize(Some(&manager), Action::ReadLeads)
+            .await
+            .is_ok(),
+        "still within the token cache's time"
+    );
+    fx.advance(DEFAULT_TOKEN_CACHE.as_millis() as i64);
+    assert!(matches!(
+        fx.crm.authorize(Some(&manager), Action::ReadLeads).await,
+        Err(AppError::Unauthenticated(_))
+    ));
+    // An expiring token is trusted from the cache only until it expires.
+    assert!(
+        fx.crm
+            .authorize(Some(&ingest), Action::CreateLead)
+            .await
+            .is_ok()
+    );
     fx.advance(31 * 24 * HOUR);
     assert!(matches!(
         fx.crm.authorize(Some(&ingest), Action::CreateLead).await,

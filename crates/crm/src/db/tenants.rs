@@ -69,7 +69,7 @@ impl Db {
     /// The caller behind a token's hash, if the token exists, is not revoked and not expired.
     pub async fn principal(&self, hash: &str, now_ms: i64) -> Result<Option<Principal>, DbError> {
         let row = sqlx::query(
-            "SELECT id, tenant_id, role, subject FROM tokens
+            "SELECT id, tenant_id, role, subject, expires_ms FROM tokens
              WHERE hash = $1 AND revoked_ms IS NULL AND (expires_ms IS NULL OR expires_ms > $2)",
         )
         .bind(hash)
@@ -84,6 +84,7 @@ impl Db {
                 .ok_or_else(|| DbError::Corrupt(format!("token role {role:?}")))?,
             subject: text(&row, "subject")?,
             token_id: text(&row, "id")?,
+            expires_ms: row.try_get::<Option<i64>, _>("expires_ms")?,
         }))
     }
 
@@ -123,7 +124,7 @@ impl Db {
                     subject: text(row, "subject")?,
                     label: text(row, "label")?,
                     created_ms: int(row, "created_ms")?,
-                    expires_ms: row.try_get("expires_ms")?,
+                    expires_ms: row.try_get::<Option<i64>, _>("expires_ms")?,
                     revoked_ms: row.try_get("revoked_ms")?,
                 })
             })

@@ -110,6 +110,15 @@ struct ServeArgs {
     /// Pool size (PostgreSQL; SQLite uses one connection).
     #[arg(long, env = "TELLTALE_CRM_DATABASE_CONNECTIONS", default_value_t = 10)]
     database_connections: u32,
+    /// How long a checked token is trusted before the database is asked again (a token revoked
+    /// in the database stops working within this); 0s asks on every call.
+    #[arg(
+        long,
+        env = "TELLTALE_CRM_TOKEN_CACHE",
+        default_value = "5s",
+        value_parser = telltale_service::config::parse_duration
+    )]
+    token_cache: std::time::Duration,
     /// Where the gRPC API listens.
     #[arg(
         long,
@@ -289,7 +298,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         codes = data.knowledge.len(),
         "telltale-crm serving"
     );
-    let crm = Arc::new(Crm::new(db, Arc::new(data), key, &public_url));
+    let crm =
+        Arc::new(Crm::new(db, Arc::new(data), key, &public_url).with_token_cache(args.token_cache));
     let shutdown = CancellationToken::new();
     if !args.metrics_listen.is_empty() {
         let addr: SocketAddr = args
