@@ -13,6 +13,7 @@
 //! into the order the messages arrived (MQTT wants PUBACKs in that order).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use telltale_store::{DeadLetter, Envelope};
@@ -30,8 +31,9 @@ pub enum Item {
 #[derive(Debug)]
 pub struct Batch<A> {
     pub id: u64,
-    pub envelopes: Vec<Envelope>,
-    pub dead_letters: Vec<DeadLetter>,
+    /// Shared, so a write can own them while the batcher takes the next messages.
+    pub envelopes: Arc<Vec<Envelope>>,
+    pub dead_letters: Arc<Vec<DeadLetter>>,
     /// Set by the driver once `Store::ingest` succeeded, so a retry after a failed
     /// `dead_letter` does not write the data again (it would be harmless, only counted twice).
     pub ingested: bool,
@@ -150,24 +152,24 @@ impl<A> Batcher<A> {
         let n = self.pending.len().min(self.limits.max_messages);
         let taken: Vec<Pending<A>> = self.pending.drain(..n).collect();
         let oldest = taken.first().map_or_else(Instant::now, |p| p.at);
-        let mut batch = Batch {
+        let (mut envelopes, mut dead_letters, mut acks) = (Vec::new(), Vec::new(), Vec::new());
+        for p in taken {
+            match p.item {
+                Item::Data(e) => envelopes.push(e),
+                Item::Dead(d) => dead_letters.push(d),
+            }
+            acks.push(p.ack);
+        }
+        self.current = Some(Batch {
             id: self.next_id,
-            envelopes: Vec::new(),
-            dead_letters: Vec::new(),
+            envelopes: Arc::new(envelopes),
+            dead_letters: Arc::new(dead_letters),
             ingested: false,
             failures: 0,
             oldest,
-            acks: Vec::with_capacity(n),
-        };
+            acks,
+        });
         self.next_id += 1;
-        for p in taken {
-            match p.item {
-                Item::Data(e) => batch.envelopes.push(e),
-                Item::Dead(d) => batch.dead_letters.push(d),
-            }
-            batch.acks.push(p.ack);
-        }
-        self.current = Some(batch);
         self.retry_at = None;
     }
 

@@ -37,6 +37,7 @@ use std::collections::HashSet;
 use std::fmt::Display;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -446,20 +447,47 @@ struct Writer<S> {
     batcher: Batcher<Numbered>,
 }
 
+/// One write attempt of a batch, owning what it writes, so the writer goes on taking
+/// messages meanwhile.
+type WriteFuture<E> = Pin<Box<dyn Future<Output = Written<E>> + Send>>;
+
+/// What one write attempt did.
+struct Written<E> {
+    /// `Sink::ingest`'s outcome, when it succeeded in this attempt.
+    ingested: Option<IngestOutcome>,
+    result: Result<(), E>,
+    elapsed: Duration,
+}
+
+/// Waits for the write in progress; never, when there is none.
+async fn until_written<E>(writing: &mut Option<WriteFuture<E>>) -> Written<E> {
+    match writing {
+        Some(w) => w.await,
+        None => std::future::pending().await,
+    }
+}
+
 impl<S: Sink> Writer<S> {
+    /// Takes its devices' messages while the batch in hand is written: a writer that stopped
+    /// taking them would fill its channel and hold the dispatcher, starving the other writers.
     async fn run(mut self, mut rx: mpsc::Receiver<Routed>, shutdown: CancellationToken) {
+        let mut writing: Option<WriteFuture<S::Error>> = None;
         loop {
-            let wake = match self.batcher.step(Instant::now().into_std()) {
-                Step::Write => {
-                    self.write().await;
-                    continue;
+            let mut wake = None;
+            if writing.is_none() {
+                match self.batcher.step(Instant::now().into_std()) {
+                    Step::Write => writing = self.start(),
+                    Step::WaitUntil(at) => wake = Some(Instant::from_std(at)),
+                    Step::Idle => {}
                 }
-                Step::WaitUntil(at) => Some(Instant::from_std(at)),
-                Step::Idle => None,
-            };
+            }
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                done = until_written(&mut writing) => {
+                    writing = None;
+                    self.written(done);
+                }
                 msg = rx.recv(), if self.batcher.accepting() => match msg {
                     Some(m) => self.batcher.push(m.item, m.ack, Instant::now().into_std()),
                     None => break,
@@ -467,42 +495,78 @@ impl<S: Sink> Writer<S> {
                 _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
             }
         }
+        if let Some(w) = writing {
+            let done = w.await;
+            self.written(done);
+        }
         self.finish().await;
     }
 
-    /// Writes the sealed batch once; on success acknowledges it, on failure schedules a retry.
-    /// Returns whether it was committed.
-    async fn write(&mut self) -> bool {
-        let Some(batch) = self.batcher.batch() else {
-            return false;
-        };
-        let started = Instant::now();
-        let (id, messages) = (batch.id, batch.len());
-        if !batch.ingested && !batch.envelopes.is_empty() {
-            let result = self.sink.ingest(&batch.envelopes).await;
-            match result {
-                Ok(outcome) => {
-                    self.metrics.outcome(&outcome);
-                    if outcome.leads > 0 {
-                        self.leads_due.notify_one();
-                    }
-                    if let Some(b) = self.batcher.batch_mut() {
-                        b.ingested = true;
+    /// Starts writing the sealed batch (`Sink::ingest` unless an earlier attempt did, then
+    /// `Sink::dead_letter`).
+    fn start(&self) -> Option<WriteFuture<S::Error>> {
+        let batch = self.batcher.batch()?;
+        let sink = self.sink.clone();
+        let (envelopes, dead_letters) = (batch.envelopes.clone(), batch.dead_letters.clone());
+        let already_ingested = batch.ingested;
+        Some(Box::pin(async move {
+            let started = Instant::now();
+            let mut ingested = None;
+            if !already_ingested && !envelopes.is_empty() {
+                match sink.ingest(&envelopes).await {
+                    Ok(outcome) => ingested = Some(outcome),
+                    Err(e) => {
+                        return Written {
+                            ingested: None,
+                            result: Err(e),
+                            elapsed: started.elapsed(),
+                        };
                     }
                 }
-                Err(e) => return self.failed(id, &e),
+            }
+            let result = if dead_letters.is_empty() {
+                Ok(())
+            } else {
+                sink.dead_letter(&dead_letters).await
+            };
+            Written {
+                ingested,
+                result,
+                elapsed: started.elapsed(),
+            }
+        }))
+    }
+
+    /// Writes the sealed batch once and waits for it (shutdown).
+    async fn write(&mut self) -> bool {
+        match self.start() {
+            Some(w) => {
+                let done = w.await;
+                self.written(done)
+            }
+            None => false,
+        }
+    }
+
+    /// A write attempt ended: on success the batch's acknowledgements go to the reader, on
+    /// failure a retry is scheduled. Returns whether it was committed.
+    fn written(&mut self, done: Written<S::Error>) -> bool {
+        let Some((id, messages)) = self.batcher.batch().map(|b| (b.id, b.len())) else {
+            return false;
+        };
+        if let Some(outcome) = &done.ingested {
+            self.metrics.outcome(outcome);
+            if outcome.leads > 0 {
+                self.leads_due.notify_one();
+            }
+            if let Some(b) = self.batcher.batch_mut() {
+                b.ingested = true;
             }
         }
-        if let Some(batch) = self.batcher.batch()
-            && !batch.dead_letters.is_empty()
-        {
-            let result = self.sink.dead_letter(&batch.dead_letters).await;
-            if let Err(e) = result {
-                return self.failed(id, &e);
-            }
+        if let Err(e) = &done.result {
+            return self.failed(id, e);
         }
-        let elapsed = started.elapsed();
-        self.metrics.batch_latency(elapsed);
+        self.metrics.batch_latency(done.elapsed);
         self.metrics.batches.fetch_add(1, Ordering::Relaxed);
         if let Some(b) = self.batcher.batch() {
             let lag = Instant::now()
@@ -522,7 +586,7 @@ impl<S: Sink> Writer<S> {
         tracing::debug!(
             batch = id,
             messages,
-            write_ms = elapsed.as_millis() as u64,
+            write_ms = done.elapsed.as_millis() as u64,
             "batch committed and acknowledged"
         );
         true
