@@ -69,7 +69,7 @@ fn smoke_run_commits_every_published_sample_exactly_once() {
         ("ingest_one_writer", pg_url()),
     ];
     // Count in the kept databases before judging, and drop them whatever the outcome.
-    let counted: Vec<Option<(u64, u64, u64, u64, bool)>> = parts
+    let counted: Vec<Option<Counted>> = parts
         .iter()
         .map(|(part, admin)| {
             let db = report["rounds"][0][part]["database"].as_str()?.to_owned();
@@ -82,7 +82,14 @@ fn smoke_run_commits_every_published_sample_exactly_once() {
         out.status
     );
     for ((part, _), counted) in parts.iter().zip(counted) {
-        let Some((rows, messages, wrong, dedupe_keys, hypertable)) = counted else {
+        let Some(Counted {
+            rows,
+            messages,
+            wrong,
+            dedupe_keys,
+            hypertable,
+        }) = counted
+        else {
             panic!("no scratch database for {part} in the report:\n{stdout}\n{stderr}");
         };
         let published = &report["rounds"][0][part]["published"];
@@ -127,7 +134,16 @@ fn smoke_run_commits_every_published_sample_exactly_once() {
 
 /// Counts in scratch database `db` on the server at `admin` (see [`count`]), whether its
 /// telemetry is a hypertable, then drops it.
-async fn count_and_drop(admin: &str, db: &str) -> (u64, u64, u64, u64, bool) {
+/// What one part's scratch database held.
+struct Counted {
+    rows: u64,
+    messages: u64,
+    wrong: u64,
+    dedupe_keys: u64,
+    hypertable: bool,
+}
+
+async fn count_and_drop(admin: &str, db: &str) -> Counted {
     let base = admin.rsplit_once('/').map_or("", |(base, _)| base);
     let url = format!("{base}/{db}");
     let (rows, messages, wrong, keys) = count(&url).await;
@@ -156,7 +172,13 @@ async fn count_and_drop(admin: &str, db: &str) -> (u64, u64, u64, u64, bool) {
         .execute(&mut admin)
         .await
         .expect("drop the scratch database");
-    (rows, messages, wrong, keys, hypertable)
+    Counted {
+        rows,
+        messages,
+        wrong,
+        dedupe_keys: keys,
+        hypertable,
+    }
 }
 
 /// Telemetry rows, distinct (device, boot, seq) among them, those with a row count other than
