@@ -20,8 +20,11 @@
 //! a redelivery is harmless.
 //!
 //! Inside: `model` turns envelopes and the state read from the database into rows (DTC
-//! diffing, lead decisions, gap arithmetic; no I/O), `pg` and `sqlite` read that state and
-//! write the rows, `timescale` holds the TimescaleDB setup. Lead idempotency keys are
+//! diffing, lead decisions, gap arithmetic; no I/O); `pg` and `sqlite` are the write paths (they
+//! load that state and write the rows, each the way its database does it fastest); `read` holds
+//! every query the store answers, written once for both databases and mapped by column name
+//! (`sqlx::FromRow`), the one way the store reads; `layout` and `timescale` decide and set up
+//! telemetry's layout on PostgreSQL. Lead idempotency keys are
 //! `vin:code:occurrence` for confirmed codes, `vin:MIL:occurrence` for the MIL turning on and
 //! `vin:code:occurrence:pending` for pending codes (when configured), so a pending lead never
 //! swallows the confirmed one that follows it.
@@ -29,6 +32,7 @@
 mod layout;
 mod model;
 mod pg;
+mod read;
 mod sqlite;
 mod timescale;
 
@@ -80,7 +84,7 @@ pub struct IngestOutcome {
 }
 
 /// A message that could not be stored as data: kept with its raw bytes and the reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct DeadLetter {
     pub received_at: DateTime<Utc>,
     pub topic: String,
@@ -158,7 +162,7 @@ pub enum StoreError {
 }
 
 /// One signal's latest value for a vehicle.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct LatestValue {
     pub signal: String,
     pub value: f64,
@@ -169,7 +173,7 @@ pub struct LatestValue {
 }
 
 /// One sample of one signal.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct SamplePoint {
     pub device_time: DateTime<Utc>,
     pub value: f64,
@@ -194,9 +198,11 @@ pub enum Bucket {
 }
 
 /// A DTC appearing or clearing on a vehicle.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct DtcEvent {
     pub vin: String,
+    /// The ECU's CAN id (or, on the older buses, its source address), stored from `u32`.
+    #[sqlx(try_from = "i64")]
     pub ecu: u32,
     pub code: String,
     /// `stored`, `pending`, `permanent`, `uds` (a UDS code not confirmed yet) or `uds_confirmed`.
@@ -207,17 +213,19 @@ pub struct DtcEvent {
     pub device_time: DateTime<Utc>,
     pub received_at: DateTime<Utc>,
     /// The freeze frame as JSON (`{"trigger": "P0420", "values": [...]}`), when there was one.
+    #[sqlx(json(nullable))]
     pub freeze_frame: Option<serde_json::Value>,
 }
 
 /// A lead waiting in the outbox to be raised in the CRM.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct OutboxLead {
     pub id: i64,
     /// `vin:code:occurrence`: the CRM creates one lead per key, however often it is sent.
     pub idempotency_key: String,
     pub vin: String,
     pub device_id: String,
+    #[sqlx(try_from = "i64")]
     pub ecu: u32,
     pub code: String,
     /// Why: `confirmed` (stored DTC), `mil_on`, `pending` (when configured).
@@ -228,16 +236,18 @@ pub struct OutboxLead {
 }
 
 /// A run of missing sequence numbers in one boot of one device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct Gap {
     pub device_id: String,
     pub boot_id: Vec<u8>,
+    #[sqlx(try_from = "i64")]
     pub first_missing: u64,
+    #[sqlx(try_from = "i64")]
     pub last_missing: u64,
 }
 
 /// A device's presence and identity as last seen.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct DeviceRow {
     pub device_id: String,
     pub vin: Option<String>,
@@ -255,10 +265,18 @@ pub enum Store {
     Sqlite(sqlx::SqlitePool, StoreOptions),
 }
 
-/// ECU ids are CAN ids, stored from `u32`; anything else read back is shown as 0.
-fn ecu_u32(ecu: i64) -> u32 {
-    u32::try_from(ecu).unwrap_or(0)
+/// Runs `$body` with `$pool` bound to the store's pool, whichever database that is: how a
+/// query written once (with `$1`-style parameters, which both drivers take) runs on both. The
+/// body is compiled once per database. See `read` for the reads written this way.
+macro_rules! on_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match $store {
+            $crate::Store::Postgres($pool, _) => $body,
+            $crate::Store::Sqlite($pool, _) => $body,
+        }
+    };
 }
+pub(crate) use on_pool;
 
 impl Store {
     /// Connects to `postgres://...` or `sqlite://PATH` (`sqlite::memory:`), creating a SQLite
@@ -345,110 +363,6 @@ impl Store {
         match self {
             Store::Postgres(pool, options) => pg::maintain(pool, now, options).await,
             Store::Sqlite(pool, options) => sqlite::maintain(pool, now, options).await,
-        }
-    }
-
-    /// Each signal's latest value for a vehicle.
-    pub async fn latest_values(&self, vin: &str) -> Result<Vec<LatestValue>, StoreError> {
-        match self {
-            Store::Postgres(pool, _) => pg::latest_values(pool, vin).await,
-            Store::Sqlite(pool, _) => sqlite::latest_values(pool, vin).await,
-        }
-    }
-
-    /// A signal's samples for a vehicle in `[from, to]` (device time), oldest first.
-    pub async fn samples(
-        &self,
-        vin: &str,
-        signal: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<SamplePoint>, StoreError> {
-        match self {
-            Store::Postgres(pool, _) => pg::samples(pool, vin, signal, from, to).await,
-            Store::Sqlite(pool, _) => sqlite::samples(pool, vin, signal, from, to).await,
-        }
-    }
-
-    /// A signal's samples for a vehicle in `[from, to)` (device time) rolled up per minute or
-    /// hour, oldest bucket first. On PostgreSQL this reads the `telemetry_minute` /
-    /// `telemetry_hour` continuous aggregates (TimescaleDB, real-time: materialized buckets plus
-    /// the rows not yet materialized) or their `date_bin` views; on SQLite it groups the rows.
-    pub async fn rollup(
-        &self,
-        vin: &str,
-        signal: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        bucket: Bucket,
-    ) -> Result<Vec<Rollup>, StoreError> {
-        match self {
-            Store::Postgres(pool, _) => pg::rollup(pool, vin, signal, from, to, bucket).await,
-            Store::Sqlite(pool, _) => sqlite::rollup(pool, vin, signal, from, to, bucket).await,
-        }
-    }
-
-    /// A vehicle's DTC events, newest first.
-    pub async fn dtc_history(&self, vin: &str) -> Result<Vec<DtcEvent>, StoreError> {
-        match self {
-            Store::Postgres(pool, _) => pg::dtc_history(pool, vin).await,
-            Store::Sqlite(pool, _) => sqlite::dtc_history(pool, vin).await,
-        }
-    }
-
-    /// Recorded gaps for a device.
-    pub async fn gaps(&self, device_id: &str) -> Result<Vec<Gap>, StoreError> {
-        match self {
-            Store::Postgres(pool, _) => pg::gaps(pool, device_id).await,
-            Store::Sqlite(pool, _) => sqlite::gaps(pool, device_id).await,
-        }
-    }
-
-    pub async fn device(&self, device_id: &str) -> Result<Option<DeviceRow>, StoreError> {
-        match self {
-            Store::Postgres(pool, _) => pg::device(pool, device_id).await,
-            Store::Sqlite(pool, _) => sqlite::device(pool, device_id).await,
-        }
-    }
-
-    /// Leads due for sending (not sent, next attempt time passed), oldest first.
-    pub async fn due_leads(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<OutboxLead>, StoreError> {
-        match self {
-            Store::Postgres(pool, _) => pg::due_leads(pool, now, limit).await,
-            Store::Sqlite(pool, _) => sqlite::due_leads(pool, now, limit).await,
-        }
-    }
-
-    /// The CRM has the lead.
-    pub async fn lead_sent(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-        match self {
-            Store::Postgres(pool, _) => pg::lead_sent(pool, id, at).await,
-            Store::Sqlite(pool, _) => sqlite::lead_sent(pool, id, at).await,
-        }
-    }
-
-    /// Sending failed: try again at `retry_at`.
-    pub async fn lead_failed(
-        &self,
-        id: i64,
-        error: &str,
-        retry_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Postgres(pool, _) => pg::lead_failed(pool, id, error, retry_at).await,
-            Store::Sqlite(pool, _) => sqlite::lead_failed(pool, id, error, retry_at).await,
-        }
-    }
-
-    /// Dead letters, newest first (for operators and tests).
-    pub async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
-        match self {
-            Store::Postgres(pool, _) => pg::dead_letters(pool, limit).await,
-            Store::Sqlite(pool, _) => sqlite::dead_letters(pool, limit).await,
         }
     }
 }

@@ -6,16 +6,11 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{PgPool, Postgres, Transaction};
 use tracing::{debug, info};
 
-use crate::model::{
-    self, BootKey, BootState, DtcState, GapSpan, Key, KeyRow, Loaded, Plan, StateKey,
-};
-use crate::{
-    DeadLetter, DeviceRow, DtcEvent, Envelope, Gap, IngestOutcome, LatestValue, OutboxLead,
-    SamplePoint, StoreError, StoreOptions, layout, timescale,
-};
+use crate::model::{self, BootKey, BootState, GapSpan, Key, KeyRow, Loaded, Plan, StateRow};
+use crate::{DeadLetter, Envelope, IngestOutcome, StoreError, StoreOptions, layout, timescale};
 
 /// Partitions made ahead of today.
 const PARTITION_DAYS_AHEAD: u32 = 3;
@@ -201,29 +196,17 @@ pub(crate) async fn ingest(
     batch: &[Envelope],
     options: &StoreOptions,
 ) -> Result<IngestOutcome, StoreError> {
-    let split = model::split(batch)?;
+    let mut split = model::split(batch)?;
     let mut tx = pool.begin().await?;
     let stored = insert_keys(&mut tx, &split.keyed).await?;
-    let keyed_count = split.keyed.len() as u64;
-    let fresh: Vec<(&Envelope, KeyRow)> = split
-        .keyed
-        .into_iter()
-        .filter(|(_, row)| stored.contains(&row.key))
-        .collect();
+    let (fresh, duplicates) = split.take_fresh(&stored);
     let (vins, boots) = model::wanted(&fresh, &split.statuses);
     lock(&mut tx, &vins, &boots).await?;
     let loaded = load(&mut tx, &vins, &boots).await?;
     let plan = model::plan(&fresh, &split.statuses, loaded, options);
     let leads = write(&mut tx, &plan).await?;
     tx.commit().await?;
-    Ok(IngestOutcome {
-        new_messages: fresh.len() as u64,
-        duplicates: split.in_batch_duplicates + keyed_count - fresh.len() as u64,
-        samples: plan.telemetry.len() as u64,
-        dtc_events: plan.dtc_events.len() as u64,
-        leads,
-        gaps: plan.new_gaps,
-    })
+    Ok(plan.outcome(fresh.len(), duplicates, leads))
 }
 
 /// Inserts the batch's dedupe keys; returns those that were not there yet.
@@ -235,7 +218,7 @@ async fn insert_keys(
         return Ok(HashSet::new());
     }
     let rows: Vec<&KeyRow> = keyed.iter().map(|(_, r)| r).collect();
-    let returned = sqlx::query(
+    let returned: Vec<Key> = sqlx::query_as(
         "INSERT INTO messages (device_id, boot_id, seq, kind, device_time, received_at)
          SELECT * FROM UNNEST($1::text[], $2::bytea[], $3::int8[], $4::text[],
                               $5::timestamptz[], $6::timestamptz[])
@@ -258,16 +241,7 @@ async fn insert_keys(
     .bind(rows.iter().map(|r| r.received_at).collect::<Vec<_>>())
     .fetch_all(&mut **tx)
     .await?;
-    returned
-        .iter()
-        .map(|row| {
-            Ok(Key {
-                device_id: row.try_get(0)?,
-                boot_id: row.try_get(1)?,
-                seq: row.try_get(2)?,
-            })
-        })
-        .collect()
+    Ok(returned.into_iter().collect())
 }
 
 /// Serialises read-modify-write of DTC state per vehicle and of seq state per device across
@@ -290,37 +264,41 @@ async fn lock(tx: &mut Tx, vins: &[String], boots: &[BootKey]) -> Result<(), Sto
     Ok(())
 }
 
+/// A boot's highest stored seq.
+#[derive(sqlx::FromRow)]
+struct BootSeqRow {
+    device_id: String,
+    boot_id: Vec<u8>,
+    max_seq: i64,
+}
+
+/// A gap with the boot it belongs to.
+#[derive(sqlx::FromRow)]
+struct BootGapRow {
+    device_id: String,
+    boot_id: Vec<u8>,
+    #[sqlx(flatten)]
+    span: GapSpan,
+}
+
 async fn load(tx: &mut Tx, vins: &[String], boots: &[BootKey]) -> Result<Loaded, StoreError> {
     let mut loaded = Loaded::default();
     if !vins.is_empty() {
-        let rows = sqlx::query(
+        let rows: Vec<StateRow> = sqlx::query_as(
             "SELECT vin, ecu, code, kind, active, since, occurrence, updated_at
              FROM dtc_state WHERE vin = ANY($1)",
         )
         .bind(vins)
         .fetch_all(&mut **tx)
         .await?;
-        for row in rows {
-            loaded.dtc.insert(
-                StateKey {
-                    vin: row.try_get(0)?,
-                    ecu: row.try_get(1)?,
-                    code: row.try_get(2)?,
-                    kind: row.try_get(3)?,
-                },
-                DtcState {
-                    active: row.try_get(4)?,
-                    since: row.try_get(5)?,
-                    occurrence: row.try_get(6)?,
-                    updated_at: row.try_get(7)?,
-                },
-            );
-        }
+        loaded
+            .dtc
+            .extend(rows.into_iter().map(|r| (r.key, r.state)));
     }
     if !boots.is_empty() {
         let devices: Vec<String> = boots.iter().map(|(d, _)| d.clone()).collect();
         let boot_ids: Vec<Vec<u8>> = boots.iter().map(|(_, b)| b.clone()).collect();
-        let rows = sqlx::query(
+        let rows: Vec<BootSeqRow> = sqlx::query_as(
             "SELECT b.device_id, b.boot_id, b.max_seq FROM boot_seq b
              JOIN UNNEST($1::text[], $2::bytea[]) AS u(d, bo) ON b.device_id = u.d AND b.boot_id = u.bo",
         )
@@ -329,10 +307,10 @@ async fn load(tx: &mut Tx, vins: &[String], boots: &[BootKey]) -> Result<Loaded,
         .fetch_all(&mut **tx)
         .await?;
         for row in rows {
-            let key: BootKey = (row.try_get(0)?, row.try_get(1)?);
-            loaded.boots.entry(key).or_default().max_seq = row.try_get(2)?;
+            let key: BootKey = (row.device_id, row.boot_id);
+            loaded.boots.entry(key).or_default().max_seq = row.max_seq;
         }
-        let rows = sqlx::query(
+        let rows: Vec<BootGapRow> = sqlx::query_as(
             "SELECT g.device_id, g.boot_id, g.first_missing, g.last_missing, g.detected_at FROM gaps g
              JOIN UNNEST($1::text[], $2::bytea[]) AS u(d, bo) ON g.device_id = u.d AND g.boot_id = u.bo
              ORDER BY g.first_missing",
@@ -342,12 +320,8 @@ async fn load(tx: &mut Tx, vins: &[String], boots: &[BootKey]) -> Result<Loaded,
         .fetch_all(&mut **tx)
         .await?;
         for row in rows {
-            let key: BootKey = (row.try_get(0)?, row.try_get(1)?);
-            loaded.boots.entry(key).or_default().gaps.push(GapSpan {
-                first: row.try_get(2)?,
-                last: row.try_get(3)?,
-                detected_at: row.try_get(4)?,
-            });
+            let key: BootKey = (row.device_id, row.boot_id);
+            loaded.boots.entry(key).or_default().gaps.push(row.span);
         }
     }
     Ok(loaded)
@@ -666,241 +640,6 @@ pub(crate) async fn dead_letter(pool: &PgPool, letters: &[DeadLetter]) -> Result
     .execute(pool)
     .await?;
     Ok(())
-}
-
-pub(crate) async fn dead_letters(pool: &PgPool, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT received_at, topic, payload, reason FROM dead_letters
-         ORDER BY received_at DESC, id DESC LIMIT $1",
-    )
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(DeadLetter {
-                received_at: r.try_get(0)?,
-                topic: r.try_get(1)?,
-                payload: r.try_get(2)?,
-                reason: r.try_get(3)?,
-            })
-        })
-        .collect()
-}
-
-pub(crate) async fn latest_values(
-    pool: &PgPool,
-    vin: &str,
-) -> Result<Vec<LatestValue>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT DISTINCT ON (signal) signal, value, text, unit, device_time, received_at
-         FROM telemetry WHERE vin = $1
-         ORDER BY signal, device_time DESC, received_at DESC",
-    )
-    .bind(vin)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(LatestValue {
-                signal: r.try_get(0)?,
-                value: r.try_get(1)?,
-                text: r.try_get(2)?,
-                unit: r.try_get(3)?,
-                device_time: r.try_get(4)?,
-                received_at: r.try_get(5)?,
-            })
-        })
-        .collect()
-}
-
-pub(crate) async fn samples(
-    pool: &PgPool,
-    vin: &str,
-    signal: &str,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<Vec<SamplePoint>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT device_time, value FROM telemetry
-         WHERE vin = $1 AND signal = $2 AND device_time BETWEEN $3 AND $4
-         ORDER BY device_time, received_at",
-    )
-    .bind(vin)
-    .bind(signal)
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(SamplePoint {
-                device_time: r.try_get(0)?,
-                value: r.try_get(1)?,
-            })
-        })
-        .collect()
-}
-
-pub(crate) async fn rollup(
-    pool: &PgPool,
-    vin: &str,
-    signal: &str,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    bucket: crate::Bucket,
-) -> Result<Vec<crate::Rollup>, StoreError> {
-    let view = match bucket {
-        crate::Bucket::Minute => "telemetry_minute",
-        crate::Bucket::Hour => "telemetry_hour",
-    };
-    let rows = sqlx::query_as::<_, crate::Rollup>(&format!(
-        "SELECT bucket, samples, avg_value AS avg, min_value AS min, max_value AS max
-         FROM {view} WHERE vin = $1 AND signal = $2 AND bucket >= $3 AND bucket < $4
-         ORDER BY bucket"
-    ))
-    .bind(vin)
-    .bind(signal)
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows)
-}
-
-pub(crate) async fn dtc_history(pool: &PgPool, vin: &str) -> Result<Vec<DtcEvent>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT vin, ecu, code, kind, change, mil_on, device_time, received_at, freeze_frame::text
-         FROM dtc_events WHERE vin = $1 ORDER BY device_time DESC, id DESC",
-    )
-    .bind(vin)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let ecu: i64 = r.try_get(1)?;
-            let frame: Option<String> = r.try_get(8)?;
-            Ok(DtcEvent {
-                vin: r.try_get(0)?,
-                ecu: crate::ecu_u32(ecu),
-                code: r.try_get(2)?,
-                kind: r.try_get(3)?,
-                change: r.try_get(4)?,
-                mil_on: r.try_get(5)?,
-                device_time: r.try_get(6)?,
-                received_at: r.try_get(7)?,
-                freeze_frame: frame.map(|f| serde_json::from_str(&f)).transpose()?,
-            })
-        })
-        .collect()
-}
-
-pub(crate) async fn gaps(pool: &PgPool, device_id: &str) -> Result<Vec<Gap>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT device_id, boot_id, first_missing, last_missing FROM gaps
-         WHERE device_id = $1 ORDER BY boot_id, first_missing",
-    )
-    .bind(device_id)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let first: i64 = r.try_get(2)?;
-            let last: i64 = r.try_get(3)?;
-            Ok(Gap {
-                device_id: r.try_get(0)?,
-                boot_id: r.try_get(1)?,
-                first_missing: first.unsigned_abs(),
-                last_missing: last.unsigned_abs(),
-            })
-        })
-        .collect()
-}
-
-pub(crate) async fn device(
-    pool: &PgPool,
-    device_id: &str,
-) -> Result<Option<DeviceRow>, StoreError> {
-    let row = sqlx::query(
-        "SELECT device_id, vin, online, first_seen, last_seen FROM devices WHERE device_id = $1",
-    )
-    .bind(device_id)
-    .fetch_optional(pool)
-    .await?;
-    row.map(|r| {
-        Ok(DeviceRow {
-            device_id: r.try_get(0)?,
-            vin: r.try_get(1)?,
-            online: r.try_get(2)?,
-            first_seen: r.try_get(3)?,
-            last_seen: r.try_get(4)?,
-        })
-    })
-    .transpose()
-}
-
-pub(crate) async fn due_leads(
-    pool: &PgPool,
-    now: DateTime<Utc>,
-    limit: u32,
-) -> Result<Vec<OutboxLead>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT id, idempotency_key, vin, device_id, ecu, code, reason, occurrence, created_at,
-                attempts
-         FROM lead_outbox WHERE sent_at IS NULL AND next_attempt_at <= $1
-         ORDER BY created_at, id LIMIT $2",
-    )
-    .bind(now)
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(lead_from_row).collect()
-}
-
-pub(crate) async fn lead_sent(pool: &PgPool, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE lead_outbox SET sent_at = $2, attempts = attempts + 1, last_error = NULL
-         WHERE id = $1 AND sent_at IS NULL",
-    )
-    .bind(id)
-    .bind(at)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-pub(crate) async fn lead_failed(
-    pool: &PgPool,
-    id: i64,
-    error: &str,
-    retry_at: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE lead_outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3
-         WHERE id = $1 AND sent_at IS NULL",
-    )
-    .bind(id)
-    .bind(error)
-    .bind(retry_at)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-fn lead_from_row(r: &sqlx::postgres::PgRow) -> Result<OutboxLead, StoreError> {
-    let ecu: i64 = r.try_get(4)?;
-    Ok(OutboxLead {
-        id: r.try_get(0)?,
-        idempotency_key: r.try_get(1)?,
-        vin: r.try_get(2)?,
-        device_id: r.try_get(3)?,
-        ecu: crate::ecu_u32(ecu),
-        code: r.try_get(5)?,
-        reason: r.try_get(6)?,
-        occurrence: r.try_get(7)?,
-        created_at: r.try_get(8)?,
-        attempts: r.try_get(9)?,
-    })
 }
 
 #[cfg(test)]

@@ -5,15 +5,11 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{Sqlite, SqlitePool, Transaction};
 use tracing::debug;
 
-use crate::model::{self, BootKey, DtcState, GapSpan, Key, KeyRow, Loaded, Plan, StateKey};
-use crate::{
-    DeadLetter, DeviceRow, DtcEvent, Envelope, Gap, IngestOutcome, LatestValue, OutboxLead,
-    SamplePoint, StoreError, StoreOptions,
-};
+use crate::model::{self, BootKey, GapSpan, Key, KeyRow, Loaded, Plan, StateRow};
+use crate::{DeadLetter, Envelope, IngestOutcome, StoreError, StoreOptions};
 
 type Tx = Transaction<'static, Sqlite>;
 
@@ -50,28 +46,16 @@ pub(crate) async fn ingest(
     batch: &[Envelope],
     options: &StoreOptions,
 ) -> Result<IngestOutcome, StoreError> {
-    let split = model::split(batch)?;
+    let mut split = model::split(batch)?;
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let stored = insert_keys(&mut tx, &split.keyed).await?;
-    let keyed_count = split.keyed.len() as u64;
-    let fresh: Vec<(&Envelope, KeyRow)> = split
-        .keyed
-        .into_iter()
-        .filter(|(_, row)| stored.contains(&row.key))
-        .collect();
+    let (fresh, duplicates) = split.take_fresh(&stored);
     let (vins, boots) = model::wanted(&fresh, &split.statuses);
     let loaded = load(&mut tx, &vins, &boots).await?;
     let plan = model::plan(&fresh, &split.statuses, loaded, options);
     let leads = write(&mut tx, &plan).await?;
     tx.commit().await?;
-    Ok(IngestOutcome {
-        new_messages: fresh.len() as u64,
-        duplicates: split.in_batch_duplicates + keyed_count - fresh.len() as u64,
-        samples: plan.telemetry.len() as u64,
-        dtc_events: plan.dtc_events.len() as u64,
-        leads,
-        gaps: plan.new_gaps,
-    })
+    Ok(plan.outcome(fresh.len(), duplicates, leads))
 }
 
 async fn insert_keys(
@@ -103,29 +87,16 @@ async fn insert_keys(
 async fn load(tx: &mut Tx, vins: &[String], boots: &[BootKey]) -> Result<Loaded, StoreError> {
     let mut loaded = Loaded::default();
     for vin in vins {
-        let rows = sqlx::query(
+        let rows: Vec<StateRow> = sqlx::query_as(
             "SELECT vin, ecu, code, kind, active, since, occurrence, updated_at
              FROM dtc_state WHERE vin = ?",
         )
         .bind(vin)
         .fetch_all(&mut **tx)
         .await?;
-        for row in rows {
-            loaded.dtc.insert(
-                StateKey {
-                    vin: row.try_get(0)?,
-                    ecu: row.try_get(1)?,
-                    code: row.try_get(2)?,
-                    kind: row.try_get(3)?,
-                },
-                DtcState {
-                    active: row.try_get(4)?,
-                    since: row.try_get(5)?,
-                    occurrence: row.try_get(6)?,
-                    updated_at: row.try_get(7)?,
-                },
-            );
-        }
+        loaded
+            .dtc
+            .extend(rows.into_iter().map(|r| (r.key, r.state)));
     }
     for (device, boot) in boots {
         let max: Option<i64> =
@@ -134,7 +105,7 @@ async fn load(tx: &mut Tx, vins: &[String], boots: &[BootKey]) -> Result<Loaded,
                 .bind(boot)
                 .fetch_optional(&mut **tx)
                 .await?;
-        let rows = sqlx::query(
+        let gaps: Vec<GapSpan> = sqlx::query_as(
             "SELECT first_missing, last_missing, detected_at FROM gaps
              WHERE device_id = ? AND boot_id = ? ORDER BY first_missing",
         )
@@ -147,13 +118,7 @@ async fn load(tx: &mut Tx, vins: &[String], boots: &[BootKey]) -> Result<Loaded,
             .entry((device.clone(), boot.clone()))
             .or_default();
         state.max_seq = max.unwrap_or(0);
-        for row in rows {
-            state.gaps.push(GapSpan {
-                first: row.try_get(0)?,
-                last: row.try_get(1)?,
-                detected_at: row.try_get(2)?,
-            });
-        }
+        state.gaps = gaps;
     }
     Ok(loaded)
 }
@@ -357,251 +322,4 @@ pub(crate) async fn dead_letter(
     }
     tx.commit().await?;
     Ok(())
-}
-
-pub(crate) async fn dead_letters(
-    pool: &SqlitePool,
-    limit: u32,
-) -> Result<Vec<DeadLetter>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT received_at, topic, payload, reason FROM dead_letters
-         ORDER BY received_at DESC, id DESC LIMIT ?",
-    )
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(DeadLetter {
-                received_at: r.try_get(0)?,
-                topic: r.try_get(1)?,
-                payload: r.try_get(2)?,
-                reason: r.try_get(3)?,
-            })
-        })
-        .collect()
-}
-
-pub(crate) async fn latest_values(
-    pool: &SqlitePool,
-    vin: &str,
-) -> Result<Vec<LatestValue>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT signal, value, text, unit, device_time, received_at FROM (
-             SELECT *, row_number() OVER (PARTITION BY signal
-                                          ORDER BY device_time DESC, received_at DESC) AS n
-             FROM telemetry WHERE vin = ?)
-         WHERE n = 1 ORDER BY signal",
-    )
-    .bind(vin)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(LatestValue {
-                signal: r.try_get(0)?,
-                value: r.try_get(1)?,
-                text: r.try_get(2)?,
-                unit: r.try_get(3)?,
-                device_time: r.try_get(4)?,
-                received_at: r.try_get(5)?,
-            })
-        })
-        .collect()
-}
-
-pub(crate) async fn samples(
-    pool: &SqlitePool,
-    vin: &str,
-    signal: &str,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<Vec<SamplePoint>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT device_time, value FROM telemetry
-         WHERE vin = ? AND signal = ? AND device_time BETWEEN ? AND ?
-         ORDER BY device_time, received_at",
-    )
-    .bind(vin)
-    .bind(signal)
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(SamplePoint {
-                device_time: r.try_get(0)?,
-                value: r.try_get(1)?,
-            })
-        })
-        .collect()
-}
-
-pub(crate) async fn rollup(
-    pool: &SqlitePool,
-    vin: &str,
-    signal: &str,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    bucket: crate::Bucket,
-) -> Result<Vec<crate::Rollup>, StoreError> {
-    // Device times are RFC 3339 text in UTC: the bucket is the text cut to the minute or hour.
-    let format = match bucket {
-        crate::Bucket::Minute => "%Y-%m-%dT%H:%M:00+00:00",
-        crate::Bucket::Hour => "%Y-%m-%dT%H:00:00+00:00",
-    };
-    let rows = sqlx::query_as::<_, crate::Rollup>(
-        "SELECT strftime(?, device_time) AS bucket, count(*) AS samples, avg(value) AS avg,
-                min(value) AS min, max(value) AS max
-         FROM telemetry WHERE vin = ? AND signal = ? AND device_time >= ? AND device_time < ?
-         GROUP BY bucket ORDER BY bucket",
-    )
-    .bind(format)
-    .bind(vin)
-    .bind(signal)
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows)
-}
-
-pub(crate) async fn dtc_history(pool: &SqlitePool, vin: &str) -> Result<Vec<DtcEvent>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT vin, ecu, code, kind, change, mil_on, device_time, received_at, freeze_frame
-         FROM dtc_events WHERE vin = ? ORDER BY device_time DESC, id DESC",
-    )
-    .bind(vin)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let ecu: i64 = r.try_get(1)?;
-            let frame: Option<String> = r.try_get(8)?;
-            Ok(DtcEvent {
-                vin: r.try_get(0)?,
-                ecu: crate::ecu_u32(ecu),
-                code: r.try_get(2)?,
-                kind: r.try_get(3)?,
-                change: r.try_get(4)?,
-                mil_on: r.try_get(5)?,
-                device_time: r.try_get(6)?,
-                received_at: r.try_get(7)?,
-                freeze_frame: frame.map(|f| serde_json::from_str(&f)).transpose()?,
-            })
-        })
-        .collect()
-}
-
-pub(crate) async fn gaps(pool: &SqlitePool, device_id: &str) -> Result<Vec<Gap>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT device_id, boot_id, first_missing, last_missing FROM gaps
-         WHERE device_id = ? ORDER BY boot_id, first_missing",
-    )
-    .bind(device_id)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let first: i64 = r.try_get(2)?;
-            let last: i64 = r.try_get(3)?;
-            Ok(Gap {
-                device_id: r.try_get(0)?,
-                boot_id: r.try_get(1)?,
-                first_missing: first.unsigned_abs(),
-                last_missing: last.unsigned_abs(),
-            })
-        })
-        .collect()
-}
-
-pub(crate) async fn device(
-    pool: &SqlitePool,
-    device_id: &str,
-) -> Result<Option<DeviceRow>, StoreError> {
-    let row = sqlx::query(
-        "SELECT device_id, vin, online, first_seen, last_seen FROM devices WHERE device_id = ?",
-    )
-    .bind(device_id)
-    .fetch_optional(pool)
-    .await?;
-    row.map(|r| {
-        Ok(DeviceRow {
-            device_id: r.try_get(0)?,
-            vin: r.try_get(1)?,
-            online: r.try_get(2)?,
-            first_seen: r.try_get(3)?,
-            last_seen: r.try_get(4)?,
-        })
-    })
-    .transpose()
-}
-
-pub(crate) async fn due_leads(
-    pool: &SqlitePool,
-    now: DateTime<Utc>,
-    limit: u32,
-) -> Result<Vec<OutboxLead>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT id, idempotency_key, vin, device_id, ecu, code, reason, occurrence, created_at,
-                attempts
-         FROM lead_outbox WHERE sent_at IS NULL AND next_attempt_at <= ?
-         ORDER BY created_at, id LIMIT ?",
-    )
-    .bind(now)
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(lead_from_row).collect()
-}
-
-pub(crate) async fn lead_sent(
-    pool: &SqlitePool,
-    id: i64,
-    at: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE lead_outbox SET sent_at = ?2, attempts = attempts + 1, last_error = NULL
-         WHERE id = ?1 AND sent_at IS NULL",
-    )
-    .bind(id)
-    .bind(at)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-pub(crate) async fn lead_failed(
-    pool: &SqlitePool,
-    id: i64,
-    error: &str,
-    retry_at: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE lead_outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3
-         WHERE id = ?1 AND sent_at IS NULL",
-    )
-    .bind(id)
-    .bind(error)
-    .bind(retry_at)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-fn lead_from_row(r: &SqliteRow) -> Result<OutboxLead, StoreError> {
-    let ecu: i64 = r.try_get(4)?;
-    Ok(OutboxLead {
-        id: r.try_get(0)?,
-        idempotency_key: r.try_get(1)?,
-        vin: r.try_get(2)?,
-        device_id: r.try_get(3)?,
-        ecu: crate::ecu_u32(ecu),
-        code: r.try_get(5)?,
-        reason: r.try_get(6)?,
-        occurrence: r.try_get(7)?,
-        created_at: r.try_get(8)?,
-        attempts: r.try_get(9)?,
-    })
 }

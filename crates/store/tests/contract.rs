@@ -174,7 +174,19 @@ async fn redelivery_inside_a_new_batch(db: Db) {
 
 async fn dtc_lifecycle_and_leads(db: Db) {
     let p0420 = || vec![dtc("P0420", v1::DtcKind::Stored)];
-    let o = db.ingest(&[report(1, false, p0420())]).await;
+    let mut first = report(1, false, p0420());
+    if let Uplink::Dtc(r) = &mut first.message {
+        r.ecus[0].freeze_frame = Some(v1::FreezeFrame {
+            trigger_code: "P0420".into(),
+            values: vec![v1::FreezeFrameValue {
+                signal: "Vehicle.Speed".into(),
+                pid: 0x0D,
+                value: 88.0,
+                unit: "km/h".into(),
+            }],
+        });
+    }
+    let o = db.ingest(&[first]).await;
     assert_eq!((o.dtc_events, o.leads), (1, 1));
     assert_eq!(
         lead_keys(&due(&db, at(T0 + 86_400_000)).await),
@@ -210,6 +222,23 @@ async fn dtc_lifecycle_and_leads(db: Db) {
         changes,
         vec!["appeared", "cleared", "appeared"],
         "newest first"
+    );
+    let frames: Vec<Option<serde_json::Value>> =
+        history.iter().map(|e| e.freeze_frame.clone()).collect();
+    assert_eq!(
+        frames,
+        vec![
+            None,
+            None,
+            Some(serde_json::json!({"trigger": "P0420", "values": [
+                {"signal": "Vehicle.Speed", "pid": 13, "value": 88.0, "unit": "km/h"}
+            ]}))
+        ],
+        "the first appearance keeps its freeze frame, read back as JSON"
+    );
+    assert_eq!(
+        (history[2].ecu, history[2].kind.as_str(), history[2].mil_on),
+        (0x7E8, "stored", false)
     );
     assert_eq!(
         db.scalar("SELECT occurrence FROM dtc_state WHERE code = 'P0420'")
