@@ -399,8 +399,9 @@ impl Dispatcher {
         }
     }
 
-    /// Decodes one message; returns it with the writer that owns its device (its topic's, when
-    /// it cannot be decoded).
+    /// Decodes one message; returns it with the writer that owns its device: the one its topic
+    /// names when it cannot be decoded, so a device's dead letters are kept in the order they
+    /// came with its data (the whole topic only when the topic names no device).
     fn decode(&self, m: &Incoming) -> (Item, usize) {
         let received_at = Utc::now();
         let writers = self.writers.len();
@@ -419,7 +420,9 @@ impl Dispatcher {
                 self.metrics.received(r.kind);
                 self.metrics.dead_letters.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(topic = %m.topic, bytes = m.payload.len(), reason = %r.reason, "message refused; kept as a dead letter");
-                owner = writer_of(&m.topic, writers);
+                let device =
+                    telltale_wire::topic::parse(&m.topic).map_or(m.topic.as_str(), |(d, _)| d);
+                owner = writer_of(device, writers);
                 Item::Dead(r.into_dead_letter(&m.topic, &m.payload, received_at))
             }
         };
