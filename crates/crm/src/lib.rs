@@ -19,6 +19,10 @@
 //! - The edges: [`grpc`] (the API, health, reflection; errors to status codes in one place),
 //!   [`web`] (the quote page), [`server`] (both side by side). The `telltale-crm` binary adds
 //!   the command line.
+//! - Where a page is rendered: an askama template in `templates/` (compiled into the binary,
+//!   every value HTML-escaped unless marked otherwise), filled from a view struct in [`web`]
+//!   that holds only text ready to show (amounts formatted, times in the shop's zone). Markup
+//!   is never built with `format!`.
 
 pub mod app;
 pub mod auth;

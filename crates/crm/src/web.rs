@@ -4,10 +4,13 @@
 //! slot. Every form posts back to the same link and is answered with a redirect to it
 //! (post/redirect/get), so a reload never repeats an action. An expired, replaced or damaged
 //! link gets a page that says so and what to do, never an error dump.
+//!
+//! The HTML is in `templates/owner/` (askama: checked when the crate compiles, every value
+//! escaped); this module turns a quote into the text those templates show.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
+use askama::Template;
 use axum::Router;
 use axum::extract::{Form, Path, State};
 use axum::http::{StatusCode, header};
@@ -55,31 +58,21 @@ async fn health(State(crm): State<Arc<Crm>>) -> Response {
     }
 }
 
-fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+/// A page as the owner gets it: rendered from its template (askama, which escapes every value
+/// it puts into the HTML), never cached and never sent on as a referrer, since the link is the
+/// key to the quote. A template that fails to render is logged and answered with a plain 500.
+fn page(status: StatusCode, template: &impl Template) -> Response {
+    let mut response = match template.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(cause = %e, "quote page template");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be made\n",
+            )
+                .into_response()
         }
-    }
-    out
-}
-
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta name=\"robots\" content=\"noindex\"><title>{title}</title><style>{STYLE}</style></head>\
-         <body><main>{body}</main></body></html>\n",
-        title = esc(title)
-    );
-    let mut response = (status, Html(html)).into_response();
-    // The link is the key to the quote: keep it out of caches and referrers.
+    };
     let headers = response.headers_mut();
     headers.insert(
         header::CACHE_CONTROL,
@@ -92,16 +85,105 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     response
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;background:#f4f4f1;color:#1d1d1b;line-height:1.45}\
-main{max-width:34rem;margin:0 auto;padding:1rem}h1{font-size:1.4rem;margin:.5rem 0}h2{font-size:1.1rem;margin:1.4rem 0 .5rem}\
-.card{background:#fff;border-radius:.6rem;padding:1rem;margin:.7rem 0;box-shadow:0 1px 2px #0002}\
-.urgent{border-left:.4rem solid #c62828}.soon{border-left:.4rem solid #ef6c00}.wait{border-left:.4rem solid #2e7d32}\
-label.option{display:block;background:#fff;border:2px solid #ddd;border-radius:.6rem;padding:.8rem;margin:.6rem 0}\
-label.option:has(input:checked){border-color:#1565c0}.price{font-size:1.3rem;font-weight:700;float:right}\
-.muted{color:#5f5f5a;font-size:.9rem}table{width:100%;border-collapse:collapse;font-size:.9rem}td{padding:.15rem 0}td.n{text-align:right;white-space:nowrap}\
-button{font-size:1.05rem;padding:.8rem 1.2rem;border:0;border-radius:.5rem;background:#1565c0;color:#fff;width:100%;margin:.4rem 0}\
-button.secondary{background:#e0e0dc;color:#1d1d1b}input[type=text]{width:100%;padding:.6rem;font-size:1rem;box-sizing:border-box}\
-.slot{display:inline-block;margin:.25rem}.done{border-left:.4rem solid #1565c0}";
+/// Why the quote cannot be shown, or why an action did not work, and what to do.
+#[derive(Template)]
+#[template(path = "owner/message.html")]
+struct MessagePage<'a> {
+    title: &'a str,
+    paragraphs: Vec<&'a str>,
+    /// The shop's name and phone, for a link that has run out.
+    call: Option<String>,
+    /// Where the quote is, after a refused action.
+    back: Option<String>,
+}
+
+impl<'a> MessagePage<'a> {
+    fn new(title: &'a str, paragraphs: Vec<&'a str>) -> Self {
+        MessagePage {
+            title,
+            paragraphs,
+            call: None,
+            back: None,
+        }
+    }
+}
+
+/// The quote page; exactly one of `choosing`, `picking`, `booked` and `declined` is set, by the
+/// quote's state.
+#[derive(Template)]
+#[template(path = "owner/quote.html")]
+struct QuotePage<'a> {
+    title: &'a str,
+    shop_name: &'a str,
+    vin: &'a str,
+    urgency_class: &'a str,
+    urgency: &'a str,
+    faults: Vec<FaultView<'a>>,
+    choosing: Option<Choosing<'a>>,
+    picking: Option<Picking>,
+    booked: Option<Booked<'a>>,
+    /// The shop's name and phone.
+    declined: Option<(&'a str, &'a str)>,
+}
+
+struct FaultView<'a> {
+    what: &'a str,
+    code: &'a str,
+    system: Option<&'a str>,
+}
+
+/// A sent quote: its options to accept, or decline.
+struct Choosing<'a> {
+    accept_action: String,
+    decline_action: String,
+    low: String,
+    high: String,
+    options: Vec<OptionView<'a>>,
+    assumptions: &'a [String],
+    valid_until: String,
+}
+
+struct OptionView<'a> {
+    id: &'a str,
+    recommended: bool,
+    price: String,
+    title: &'a str,
+    includes: &'a str,
+    /// Each line's description and amount.
+    lines: Vec<(&'a str, String)>,
+}
+
+/// An accepted quote without an appointment: the free times, by day.
+struct Picking {
+    chosen: String,
+    price: String,
+    book_action: String,
+    days: Vec<DayView>,
+    /// The shop's phone, for when no time is free online.
+    phone: String,
+    /// The free times could not be read.
+    failed: bool,
+}
+
+struct DayView {
+    label: String,
+    slots: Vec<SlotView>,
+}
+
+struct SlotView {
+    start_ms: i64,
+    time: String,
+    checked: bool,
+}
+
+struct Booked<'a> {
+    chosen: &'a str,
+    price: String,
+    when: String,
+    shop_name: &'a str,
+    address: &'a str,
+    phone: &'a str,
+}
 
 /// A time in the shop's local time: "Mon 23 Nov, 08:00".
 fn local(ms: i64, offset_minutes: i32) -> String {
@@ -111,38 +193,48 @@ fn local(ms: i64, offset_minutes: i32) -> String {
 }
 
 fn problem_page(problem: LinkProblem, shop_contact: Option<String>) -> Response {
-    let call = shop_contact
-        .map(|c| format!("<p>Call {c} and ask for a new link.</p>"))
-        .unwrap_or_default();
     match problem {
         LinkProblem::Link(LinkError::Expired { .. }) => page(
             StatusCode::GONE,
-            "This quote link has expired",
-            &format!(
-                "<h1>This quote link has expired</h1><div class=\"card\"><p>Quote links work for a limited time so that prices stay current.</p>{call}</div>"
-            ),
+            &MessagePage {
+                call: shop_contact,
+                ..MessagePage::new(
+                    "This quote link has expired",
+                    vec!["Quote links work for a limited time so that prices stay current."],
+                )
+            },
         ),
         LinkProblem::Replaced => page(
             StatusCode::GONE,
-            "A newer quote was sent",
-            &format!(
-                "<h1>A newer quote was sent</h1><div class=\"card\"><p>The shop updated this quote and sent you a new link; please use the newest message.</p>{call}</div>"
-            ),
+            &MessagePage {
+                call: shop_contact,
+                ..MessagePage::new(
+                    "A newer quote was sent",
+                    vec![
+                        "The shop updated this quote and sent you a new link; please use the newest message.",
+                    ],
+                )
+            },
         ),
         LinkProblem::Link(LinkError::Tampered)
         | LinkProblem::App(AppError::Db(DbError::NotFound(_))) => page(
             StatusCode::NOT_FOUND,
-            "This link does not work",
-            "<h1>This link does not work</h1><div class=\"card\"><p>The link is incomplete or was changed. \
-             Open it again from the message the shop sent you, making sure it is copied whole.</p></div>",
+            &MessagePage::new(
+                "This link does not work",
+                vec![
+                    "The link is incomplete or was changed. Open it again from the message the shop sent you, making sure it is copied whole.",
+                ],
+            ),
         ),
         LinkProblem::App(e) => {
             crate::metrics::bump(&crate::metrics::DATABASE_ERRORS);
             tracing::error!(cause = %e, "quote page");
             page(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "Please try again",
-                "<h1>Please try again in a minute</h1><div class=\"card\"><p>We could not load your quote just now.</p></div>",
+                &MessagePage::new(
+                    "Please try again in a minute",
+                    vec!["We could not load your quote just now."],
+                ),
             )
         }
     }
@@ -163,7 +255,7 @@ async fn open(crm: &Crm, token: &str) -> Result<OwnerView, Response> {
                 },
                 _ => None,
             };
-            Err(problem_page(problem, contact.map(|c| esc(&c))))
+            Err(problem_page(problem, contact))
         }
     }
 }
@@ -175,179 +267,134 @@ async fn show(State(crm): State<Arc<Crm>>, Path(token): Path<String>) -> Respons
     }
 }
 
+/// The link's own address, for forms and the way back. The token is a URL-safe string (checked
+/// by `open_link` before anything is shown), so it needs no further encoding in a path.
+fn action(token: &str, verb: &str) -> String {
+    if verb.is_empty() {
+        format!("/q/{token}")
+    } else {
+        format!("/q/{token}/{verb}")
+    }
+}
+
+/// Free times grouped by the shop's local day, the first one chosen.
+fn days(slots: &[crate::slots::Slot], offset_minutes: i32) -> Vec<DayView> {
+    let mut days: Vec<DayView> = Vec::new();
+    for (i, s) in slots.iter().take(60).enumerate() {
+        let when = local(s.start_ms, offset_minutes);
+        let (day, time) = when.split_once(", ").unwrap_or((&when, ""));
+        let slot = SlotView {
+            start_ms: s.start_ms,
+            time: time.to_owned(),
+            checked: i == 0,
+        };
+        match days.last_mut() {
+            Some(last) if last.label == day => last.slots.push(slot),
+            _ => days.push(DayView {
+                label: day.to_owned(),
+                slots: vec![slot],
+            }),
+        }
+    }
+    days
+}
+
 async fn render(crm: &Crm, token: &str, view: &OwnerView) -> Response {
+    use crate::knowledge::Severity;
     let q = &view.quote;
     let b = &q.body;
     let shop = &view.shop;
-    let mut h = String::new();
-    let _ = write!(
-        h,
-        "<p class=\"muted\">{} · vehicle {}</p>",
-        esc(&shop.name),
-        esc(&q.vin)
-    );
-    use crate::knowledge::Severity;
-    let (class, urgency) = match b.severity {
+    let currency = &b.currency;
+    let (urgency_class, urgency) = match b.severity {
         Some(s @ Severity::StopNow) => ("urgent", s.words()),
         Some(s @ Severity::ServiceSoon) => ("soon", s.words()),
         Some(s @ Severity::CanWait) => ("wait", s.words()),
         None => ("soon", "A technician should look at it"),
     };
-    let _ = write!(
-        h,
-        "<h1>What your car reported</h1><div class=\"card {class}\"><p><strong>{}</strong></p>",
-        esc(urgency)
-    );
-    if b.faults.is_empty() {
-        h.push_str("<p>The check-engine light is on.</p>");
-    }
-    for f in &b.faults {
-        let what = f
-            .description
-            .as_deref()
-            .unwrap_or("A fault the carmaker defines; the technician reads it out in the shop.");
-        let _ = write!(
-            h,
-            "<p>{}<br><span class=\"muted\">Code {}{}</span></p>",
-            esc(what),
-            esc(&f.code),
-            f.system
-                .as_deref()
-                .map(|s| format!(" · {}", esc(s)))
-                .unwrap_or_default()
-        );
-    }
-    h.push_str("</div>");
-
+    let chosen = b.option(&q.accepted_option);
+    let chosen_title = chosen.map(|o| o.title.as_str()).unwrap_or("");
+    let chosen_price = chosen
+        .map(|o| money(o.total_minor, currency))
+        .unwrap_or_default();
+    let mut page_view = QuotePage {
+        title: "Your repair quote",
+        shop_name: &shop.name,
+        vin: &q.vin,
+        urgency_class,
+        urgency,
+        faults: b
+            .faults
+            .iter()
+            .map(|f| FaultView {
+                what: f.description.as_deref().unwrap_or(
+                    "A fault the carmaker defines; the technician reads it out in the shop.",
+                ),
+                code: &f.code,
+                system: f.system.as_deref(),
+            })
+            .collect(),
+        choosing: None,
+        picking: None,
+        booked: None,
+        declined: None,
+    };
     match (q.state, &view.appointment) {
         (QuoteState::Sent, _) => {
-            let _ = write!(
-                h,
-                "<h2>Your options</h2><p class=\"muted\">Estimated range for the likely repairs: {} to {}.</p>\
-                 <form method=\"post\" action=\"/q/{token}/accept\">",
-                money(b.low_minor, &b.currency),
-                money(b.high_minor, &b.currency),
-                token = esc(token)
-            );
-            for o in &b.options {
-                let _ = write!(
-                    h,
-                    "<label class=\"option\"><input type=\"radio\" name=\"option\" value=\"{id}\"{checked} required> \
-                     <span class=\"price\">{price}</span><strong>{title}</strong><br><span class=\"muted\">{includes}</span>\
-                     <details><summary class=\"muted\">What this price includes</summary><table>",
-                    id = esc(&o.id),
-                    checked = if o.recommended { " checked" } else { "" },
-                    price = money(o.total_minor, &b.currency),
-                    title = esc(&o.title),
-                    includes = esc(&o.includes),
-                );
-                for l in &o.lines {
-                    let _ = write!(
-                        h,
-                        "<tr><td>{}</td><td class=\"n\">{}</td></tr>",
-                        esc(&l.description),
-                        money(l.amount_minor, &b.currency)
-                    );
-                }
-                h.push_str("</table></details></label>");
-            }
-            h.push_str(
-                "<button type=\"submit\" id=\"accept\">Accept and choose a time</button></form>",
-            );
-            h.push_str("<h2>Good to know</h2><div class=\"card\"><ul>");
-            for a in &b.assumptions {
-                let _ = write!(h, "<li class=\"muted\">{}</li>", esc(a));
-            }
-            let _ = write!(
-                h,
-                "</ul><p class=\"muted\">This quote is valid until {}.</p></div>\
-                 <form method=\"post\" action=\"/q/{}/decline\"><label class=\"muted\" for=\"reason\">Not now? Tell us why (optional)</label>\
-                 <input type=\"text\" id=\"reason\" name=\"reason\" maxlength=\"500\"><button class=\"secondary\" type=\"submit\">Decline this quote</button></form>",
-                local(view.expires_ms, shop.utc_offset_minutes),
-                esc(token)
-            );
+            page_view.choosing = Some(Choosing {
+                accept_action: action(token, "accept"),
+                decline_action: action(token, "decline"),
+                low: money(b.low_minor, currency),
+                high: money(b.high_minor, currency),
+                options: b
+                    .options
+                    .iter()
+                    .map(|o| OptionView {
+                        id: &o.id,
+                        recommended: o.recommended,
+                        price: money(o.total_minor, currency),
+                        title: &o.title,
+                        includes: &o.includes,
+                        lines: o
+                            .lines
+                            .iter()
+                            .map(|l| (l.description.as_str(), money(l.amount_minor, currency)))
+                            .collect(),
+                    })
+                    .collect(),
+                assumptions: &b.assumptions,
+                valid_until: local(view.expires_ms, shop.utc_offset_minutes),
+            });
         }
         (QuoteState::Accepted, None) => {
-            let chosen = b.option(&q.accepted_option);
-            let _ = write!(
-                h,
-                "<div class=\"card done\"><p>You accepted <strong>{}</strong> ({}).</p></div><h2>Pick a time</h2>",
-                esc(chosen.map(|o| o.title.as_str()).unwrap_or("")),
-                chosen
-                    .map(|o| money(o.total_minor, &b.currency))
-                    .unwrap_or_default()
-            );
-            match crm.slots(&q.tenant, &shop.id, 0, 0).await {
-                Ok(slots) if !slots.is_empty() => {
-                    let _ = write!(
-                        h,
-                        "<form method=\"post\" action=\"/q/{}/book\"><div class=\"card\">",
-                        esc(token)
-                    );
-                    let mut day = String::new();
-                    for (i, s) in slots.iter().take(60).enumerate() {
-                        let when = local(s.start_ms, shop.utc_offset_minutes);
-                        let (d, t) = when.split_once(", ").unwrap_or((&when, ""));
-                        if d != day {
-                            let _ = write!(h, "<p><strong>{}</strong><br>", esc(d));
-                            day = d.to_owned();
-                        }
-                        let _ = write!(
-                            h,
-                            "<label class=\"slot\"><input type=\"radio\" name=\"start\" value=\"{}\"{} required> {}</label>",
-                            s.start_ms,
-                            if i == 0 { " checked" } else { "" },
-                            esc(t)
-                        );
-                    }
-                    h.push_str(
-                        "</div><button type=\"submit\" id=\"book\">Book this time</button></form>",
-                    );
-                }
-                Ok(_) => {
-                    let _ = write!(
-                        h,
-                        "<div class=\"card\"><p>No free times in the next two weeks online. Please call {}.</p></div>",
-                        esc(&shop.phone)
-                    );
-                }
-                Err(e) => {
-                    tracing::error!(cause = %e, "slots for the quote page");
-                    h.push_str("<div class=\"card\"><p>We could not load the free times just now; please reload the page.</p></div>");
-                }
+            let slots = crm.slots(&q.tenant, &shop.id, 0, 0).await;
+            if let Err(e) = &slots {
+                tracing::error!(cause = %e, "slots for the quote page");
             }
+            page_view.picking = Some(Picking {
+                chosen: chosen_title.to_owned(),
+                price: chosen_price,
+                book_action: action(token, "book"),
+                failed: slots.is_err(),
+                days: slots
+                    .map(|s| days(&s, shop.utc_offset_minutes))
+                    .unwrap_or_default(),
+                phone: shop.phone.clone(),
+            });
         }
         (QuoteState::Accepted, Some(a)) => {
-            let chosen = b.option(&q.accepted_option);
-            let _ = write!(
-                h,
-                "<h2>You are booked</h2><div class=\"card\"><p>{} · {}</p></div>",
-                esc(chosen.map(|o| o.title.as_str()).unwrap_or("")),
-                chosen
-                    .map(|o| money(o.total_minor, &b.currency))
-                    .unwrap_or_default()
-            );
-            let _ = write!(
-                h,
-                "<div class=\"card done\" id=\"booked\"><p><strong>{}</strong></p><p>{}<br>{}<br>{}</p>\
-                 <p class=\"muted\">The technician confirms the cause before any repair; you pay only for what you approved.</p></div>",
-                esc(&local(a.start_ms, shop.utc_offset_minutes)),
-                esc(&shop.name),
-                esc(&shop.address),
-                esc(&shop.phone)
-            );
+            page_view.booked = Some(Booked {
+                chosen: chosen_title,
+                price: chosen_price,
+                when: local(a.start_ms, shop.utc_offset_minutes),
+                shop_name: &shop.name,
+                address: &shop.address,
+                phone: &shop.phone,
+            });
         }
-        (QuoteState::Declined, _) => {
-            let _ = write!(
-                h,
-                "<div class=\"card\"><p>You declined this quote. If you change your mind, call {} at {}.</p></div>",
-                esc(&shop.name),
-                esc(&shop.phone)
-            );
-        }
+        (QuoteState::Declined, _) => page_view.declined = Some((&shop.name, &shop.phone)),
         (QuoteState::Draft, _) => {}
     }
-    page(StatusCode::OK, "Your repair quote", &h)
+    page(StatusCode::OK, &page_view)
 }
 
 #[derive(Debug, Deserialize)]
@@ -370,7 +417,7 @@ struct BookForm {
 }
 
 fn back(token: &str) -> Response {
-    Redirect::to(&format!("/q/{token}")).into_response()
+    Redirect::to(&action(token, "")).into_response()
 }
 
 /// An action the quote's state or the form refused: why, and a way back to the quote.
@@ -380,12 +427,10 @@ fn refused(token: &str, e: AppError) -> Response {
         | AppError::Db(DbError::Precondition(m) | DbError::Invalid(m) | DbError::Conflict(m)) => {
             page(
                 StatusCode::CONFLICT,
-                "That did not work",
-                &format!(
-                    "<h1>That did not work</h1><div class=\"card\"><p>{}</p><p><a href=\"/q/{}\">Back to your quote</a></p></div>",
-                    esc(&m),
-                    esc(token)
-                ),
+                &MessagePage {
+                    back: Some(action(token, "")),
+                    ..MessagePage::new("That did not work", vec![&m])
+                },
             )
         }
         other => problem_page(LinkProblem::App(other), None),

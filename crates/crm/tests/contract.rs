@@ -1019,6 +1019,19 @@ async fn quote_page_says_what_is_wrong_with_a_link(fx: Fx) {
         page.contains("Can wait until your next service") && page.contains("USD 373.59"),
         "{page}"
     );
+    // Whatever a shop typed is text on the page, never markup.
+    let mut marked_up = fx.crm.db().shop("north", "north-main").await.unwrap();
+    marked_up.name = "<script>alert(1)</script> Bob & Sons \"Garage\"".into();
+    fx.crm.db().put_shop("north", &marked_up).await.unwrap();
+    let (code, page) = get(path.clone()).await.unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        !page.contains("<script>")
+            && page.contains(
+                "&#60;script&#62;alert(1)&#60;/script&#62; Bob &#38; Sons &#34;Garage&#34;"
+            ),
+        "{page}"
+    );
     let (code, page) = get(format!("{path}x")).await.unwrap();
     assert_eq!(code, 404);
     assert!(page.contains("This link does not work"), "{page}");
@@ -1028,7 +1041,9 @@ async fn quote_page_says_what_is_wrong_with_a_link(fx: Fx) {
     let (code, page) = get(path).await.unwrap();
     assert_eq!(code, 410);
     assert!(
-        page.contains("has expired") && page.contains("Shop north-main on 555-0100"),
+        page.contains("has expired")
+            && page.contains("Call &#60;script&#62;alert(1)&#60;/script&#62; Bob &#38; Sons &#34;Garage&#34; on 555-0100")
+            && !page.contains("<script>"),
         "{page}"
     );
     assert!(!page.contains("qt_"), "no internals on the page");
