@@ -99,14 +99,39 @@ pub(crate) async fn setup(
 
 /// Drops the chunks wholly older than `cutoff` (retention, from [`crate::Store::maintain`]);
 /// how many went.
+///
+/// TimescaleDB's own background jobs (a continuous aggregate's refresh, compression) lock the
+/// same chunks in another order, so PostgreSQL may end this statement as a deadlock's victim
+/// (SQLSTATE 40P01; seen when the refresh policy's first run met a retention pass). Nothing was
+/// dropped then: wait a little and try again, a few times, before giving up to the next pass.
 pub(crate) async fn drop_old_chunks(
     pool: &sqlx::PgPool,
     cutoff: chrono::DateTime<chrono::Utc>,
 ) -> Result<usize, StoreError> {
-    let dropped: Vec<String> =
-        sqlx::query_scalar("SELECT drop_chunks('telemetry', older_than => $1)::text")
-            .bind(cutoff)
-            .fetch_all(pool)
-            .await?;
-    Ok(dropped.len())
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 1;
+    loop {
+        let result: Result<Vec<String>, sqlx::Error> =
+            sqlx::query_scalar("SELECT drop_chunks('telemetry', older_than => $1)::text")
+                .bind(cutoff)
+                .fetch_all(pool)
+                .await;
+        match result {
+            Ok(dropped) => return Ok(dropped.len()),
+            Err(e) if attempt < ATTEMPTS && is_deadlock(&e) => {
+                tracing::warn!(attempt, cause = %e, "dropping old chunks met a TimescaleDB job; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)))
+                    .await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// PostgreSQL chose this statement as a deadlock's victim.
+fn is_deadlock(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "40P01")
 }
